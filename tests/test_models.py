@@ -1,0 +1,124 @@
+"""Logit parity of vpd_jax's decoder with transformers (PyTorch, fp32)."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vpd_jax import sharding
+from vpd_jax.models import ModelConfig, forward, load_pretrained
+from vpd_jax.models.placement import WeightError
+
+
+def _torch_logits(path, tokens, mask=None):
+    import torch
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
+    model.eval()
+    t = torch.tensor(np.asarray(tokens))
+    kw = {}
+    if mask is not None:
+        m = torch.tensor(np.asarray(mask), dtype=torch.long)
+        kw = dict(attention_mask=m, position_ids=(m.cumsum(-1) - 1).clamp(min=0))
+    with torch.no_grad():
+        return model(input_ids=t, **kw).logits.numpy()
+
+
+def _tokens(seed, b, t, vocab=160):
+    return np.random.default_rng(seed).integers(3, vocab, size=(b, t)).astype(np.int32)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_qwen3_dir", "tiny_llama_dir"])
+def test_logits_match_transformers(fixture, request):
+    path = request.getfixturevalue(fixture)
+    config, params = load_pretrained(path)
+    tokens = _tokens(0, 2, 40)  # 40 > original 16-token context of the llama3 scaling
+    ours = np.asarray(jax.jit(forward, static_argnums=0)(config, params, tokens))
+    ref = _torch_logits(path, tokens)
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
+
+
+def test_config_reads_hf_fields(tiny_qwen3_dir, tiny_llama_dir):
+    q = ModelConfig.from_hf_dir(tiny_qwen3_dir)
+    assert (q.arch, q.qk_norm, q.head_dim, q.num_kv_heads, q.tie_word_embeddings) == ("qwen3", True, 24, 2, False)
+    l = ModelConfig.from_hf_dir(tiny_llama_dir)
+    assert (l.arch, l.rope_type, l.tie_word_embeddings) == ("llama", "llama3", True)
+    assert os.path.exists(os.path.join(tiny_llama_dir, "model.safetensors.index.json"))  # sharded
+
+
+def test_left_padding_matches_transformers(tiny_qwen3_dir):
+    config, params = load_pretrained(tiny_qwen3_dir)
+    tokens = _tokens(1, 3, 12)
+    mask = np.ones_like(tokens)
+    mask[0, :5] = 0
+    mask[2, :2] = 0
+    tokens = np.where(mask == 1, tokens, 0)
+    ours = np.asarray(jax.jit(forward, static_argnums=0)(config, params, tokens, mask=mask))
+    ref = _torch_logits(tiny_qwen3_dir, tokens, mask)
+    real = mask.astype(bool)
+    np.testing.assert_allclose(ours[real], ref[real], atol=1e-4, rtol=0)
+    # A left-padded row equals the same row unpadded.
+    alone = np.asarray(forward(config, params, tokens[:1, 5:]))
+    np.testing.assert_allclose(ours[0, 5:], alone[0], atol=1e-5, rtol=0)
+
+
+def test_sharded_mesh_equals_one_device(tiny_qwen3_dir):
+    tokens = _tokens(2, 8, 16)
+    config, params1 = load_pretrained(tiny_qwen3_dir)
+    one = np.asarray(jax.jit(forward, static_argnums=0)(config, params1, tokens))
+    mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+    config, params8 = load_pretrained(tiny_qwen3_dir, mesh=mesh)
+    assert len(params8["layers"]["q"].sharding.device_set) == 8
+    from vpd_jax.models import param_shardings
+
+    p_shard = param_shardings(config, mesh)
+    b_shard = sharding.batch_sharding(mesh, 2)
+    fwd = jax.jit(lambda p, t: forward(config, p, t), in_shardings=(p_shard, b_shard),
+                  out_shardings=sharding.batch_sharding(mesh, 3))
+    eight = fwd(params8, jax.device_put(tokens, b_shard))
+    assert len(eight.sharding.device_set) == 8
+    np.testing.assert_allclose(np.asarray(eight), one, atol=1e-5, rtol=0)
+
+
+def test_bf16_compute_close_to_fp32(tiny_llama_dir):
+    tokens = _tokens(3, 2, 16)
+    config, params = load_pretrained(tiny_llama_dir)
+    ref = np.asarray(forward(config, params, tokens))
+    bf = np.asarray(forward(config.replace(compute_dtype="bfloat16"), params, tokens))
+    assert params["embed"].dtype == jnp.float32  # master weights stay fp32
+    assert np.abs(bf - ref).max() < 0.1 * np.abs(ref).max()
+    assert (bf.argmax(-1) == ref.argmax(-1)).mean() > 0.9
+
+
+def test_bad_inputs_name_file_and_tensor(tiny_qwen3_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_pretrained(str(tmp_path / "nope"))
+    bad = tmp_path / "bad_arch"
+    bad.mkdir()
+    cfg = json.load(open(os.path.join(tiny_qwen3_dir, "config.json")))
+    json.dump({**cfg, "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}, open(bad / "config.json", "w"))
+    with pytest.raises(ValueError, match="unsupported architecture"):
+        load_pretrained(str(bad))
+    # Shape mismatch: the config claims a wider MLP than the weights hold.
+    wrong = tmp_path / "wrong_shape"
+    wrong.mkdir()
+    json.dump({**cfg, "intermediate_size": 128}, open(wrong / "config.json", "w"))
+    os.symlink(os.path.join(tiny_qwen3_dir, "model.safetensors"), wrong / "model.safetensors")
+    with pytest.raises(WeightError, match=r"model.safetensors.*'layers.0.gate'.*\(64, 96\).*\(64, 128\)"):
+        load_pretrained(str(wrong))
+    # Missing tensor: a safetensors file without the final norm.
+    from safetensors.numpy import load_file, save_file
+
+    missing = tmp_path / "missing"
+    missing.mkdir()
+    tensors = load_file(os.path.join(tiny_qwen3_dir, "model.safetensors"))
+    del tensors["model.norm.weight"]
+    save_file(tensors, str(missing / "model.safetensors"))
+    json.dump(cfg, open(missing / "config.json", "w"))
+    with pytest.raises(KeyError, match="model.norm.weight"):
+        load_pretrained(str(missing))

@@ -1,0 +1,213 @@
+"""Model configuration for the Llama / Qwen3 decoder family.
+
+One frozen, hashable dataclass: it is passed to jitted functions as a static
+argument, so every field is a plain Python value (dtypes as strings, rope
+scaling as a tuple of pairs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping
+
+SUPPORTED_ARCHITECTURES = {
+    "LlamaForCausalLM": "llama",
+    "Qwen3ForCausalLM": "qwen3",
+    "MistralForCausalLM": "llama",
+}
+SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Shape and numerics of a decoder-only transformer."""
+
+    arch: str = "llama"  # "llama" or "qwen3" (adds per-head q/k RMSNorm)
+    vocab_size: int = 32000
+    hidden_size: int = 512  # D
+    intermediate_size: int = 1376  # F, SwiGLU width
+    num_layers: int = 4  # L
+    num_heads: int = 8  # H, query heads
+    num_kv_heads: int = 8  # K, key/value heads (GQA when K < H)
+    head_dim: int = 64  # may differ from D / H (Qwen3 does)
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    # ("type", ...), ("factor", ...), ...: hashable form of HF's rope_scaling.
+    rope_scaling: tuple[tuple[str, Any], ...] | None = None
+    max_position_embeddings: int = 2048
+    tie_word_embeddings: bool = False
+    qk_norm: bool = False
+    bos_token_id: int | None = None
+    eos_token_ids: tuple[int, ...] = ()
+    pad_token_id: int | None = None
+    param_dtype: str = "float32"  # master weights
+    compute_dtype: str = "float32"  # matmuls / activations ("bfloat16" on TPU)
+    remat: str = "full"  # backward-pass recomputation: "none" | "full" | "save_dots"
+
+    def __post_init__(self):
+        if self.arch not in ("llama", "qwen3"):
+            raise ValueError(f"ModelConfig.arch must be 'llama' or 'qwen3', got {self.arch!r}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})"
+            )
+        if self.remat not in ("none", "full", "save_dots"):
+            raise ValueError(f"ModelConfig.remat must be 'none', 'full' or 'save_dots', got {self.remat!r}")
+        if self.rope_type not in SUPPORTED_ROPE_TYPES:
+            raise ValueError(
+                f"rope scaling type {self.rope_type!r} is not supported (supported: {SUPPORTED_ROPE_TYPES})"
+            )
+
+    @property
+    def rope_type(self) -> str:
+        return self.rope_dict.get("rope_type", self.rope_dict.get("type", "default"))
+
+    @property
+    def rope_dict(self) -> dict:
+        return dict(self.rope_scaling or ())
+
+    def replace(self, **kw) -> "ModelConfig":
+        return dataclasses.replace(self, **kw)
+
+    # ---------------------------------------------------------------- counts
+    def num_params(self, include_embedding: bool = True) -> int:
+        d, f, hd = self.hidden_size, self.intermediate_size, self.head_dim
+        attn = d * hd * (2 * self.num_heads + 2 * self.num_kv_heads)
+        per_layer = attn + 3 * d * f + 2 * d + (2 * hd if self.qk_norm else 0)
+        n = self.num_layers * per_layer + d
+        if include_embedding:
+            n += self.vocab_size * d * (1 if self.tie_word_embeddings else 2)
+        return n
+
+    def flops_per_token(self, seq_len: int, training: bool = True) -> float:
+        """Model FLOPs per token (the MFU convention: matmuls only).
+
+        Forward: 2 x every matmul weight (LM head included, embedding lookup
+        excluded) + attention scores and values, 2 x 2 x T x H x hd per layer
+        (full T, not causally halved, as PaLM's MFU counts). Training is 3x
+        forward (backward = 2x forward); activation recomputation is not
+        counted, so MFU stays comparable across remat settings.
+        """
+        d, f, hd = self.hidden_size, self.intermediate_size, self.head_dim
+        matmul = self.num_layers * (d * hd * (2 * self.num_heads + 2 * self.num_kv_heads) + 3 * d * f)
+        matmul += d * self.vocab_size
+        attn = self.num_layers * 4 * seq_len * self.num_heads * hd
+        fwd = 2 * matmul + attn
+        return float(3 * fwd if training else fwd)
+
+    # ------------------------------------------------------------ HF config
+    @classmethod
+    def from_hf_config(cls, hf: Mapping[str, Any], source: str = "config.json", **overrides) -> "ModelConfig":
+        """Builds a config from a transformers `config.json` dict."""
+        archs = hf.get("architectures") or []
+        arch = None
+        for a in archs:
+            if a in SUPPORTED_ARCHITECTURES:
+                arch = SUPPORTED_ARCHITECTURES[a]
+        if arch is None:
+            model_type = hf.get("model_type")
+            arch = {"llama": "llama", "qwen3": "qwen3", "mistral": "llama"}.get(model_type)
+        if arch is None:
+            raise ValueError(
+                f"{source}: unsupported architecture {archs or hf.get('model_type')!r}; "
+                f"vpd_jax supports {sorted(SUPPORTED_ARCHITECTURES)} (model_type llama / qwen3 / mistral)"
+            )
+        for flag in ("attention_bias", "mlp_bias"):
+            if hf.get(flag):
+                raise ValueError(f"{source}: {flag}=true is not supported (Llama/Qwen3 checkpoints have no biases)")
+        if hf.get("sliding_window") and hf.get("use_sliding_window"):
+            raise ValueError(f"{source}: sliding-window attention is not supported")
+        act = hf.get("hidden_act", "silu")
+        if act != "silu":
+            raise ValueError(f"{source}: hidden_act={act!r} is not supported (SwiGLU with silu only)")
+        heads = hf["num_attention_heads"]
+        rope = hf.get("rope_scaling") or None
+        if rope is None and isinstance(hf.get("rope_parameters"), Mapping):
+            rope = dict(hf["rope_parameters"])  # transformers >= 5 spells it so
+        rope_theta = hf.get("rope_theta")
+        if rope is not None:
+            rope_theta = rope.pop("rope_theta", rope_theta)
+            if rope.get("rope_type", rope.get("type", "default")) == "default" and len(rope) <= 1:
+                rope = None
+        eos = hf.get("eos_token_id")
+        eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (eos,))
+        kw = dict(
+            arch=arch,
+            vocab_size=hf["vocab_size"],
+            hidden_size=hf["hidden_size"],
+            intermediate_size=hf["intermediate_size"],
+            num_layers=hf["num_hidden_layers"],
+            num_heads=heads,
+            num_kv_heads=hf.get("num_key_value_heads") or heads,
+            head_dim=hf.get("head_dim") or hf["hidden_size"] // heads,
+            rms_norm_eps=hf.get("rms_norm_eps", 1e-6),
+            rope_theta=float(rope_theta if rope_theta is not None else 10000.0),
+            rope_scaling=tuple(sorted(rope.items())) if rope else None,
+            max_position_embeddings=hf.get("max_position_embeddings", 2048),
+            tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            qk_norm=arch == "qwen3",
+            bos_token_id=hf.get("bos_token_id"),
+            eos_token_ids=eos_ids,
+            pad_token_id=hf.get("pad_token_id"),
+        )
+        kw.update(overrides)
+        return cls(**kw)
+
+    @classmethod
+    def from_hf_dir(cls, path: str, **overrides) -> "ModelConfig":
+        cfg_path = os.path.join(path, "config.json")
+        if not os.path.exists(cfg_path):
+            raise FileNotFoundError(f"{path}: no config.json; expected a Hugging Face model directory")
+        with open(cfg_path) as f:
+            return cls.from_hf_config(json.load(f), source=cfg_path, **overrides)
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["rope_scaling"] = dict(self.rope_scaling) if self.rope_scaling else None
+        d["eos_token_ids"] = list(self.eos_token_ids)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "ModelConfig":
+        d = dict(d)
+        if d.get("rope_scaling"):
+            d["rope_scaling"] = tuple(sorted(d["rope_scaling"].items()))
+        d["eos_token_ids"] = tuple(d.get("eos_token_ids") or ())
+        return cls(**d)
+
+
+def _qwen3(**kw) -> ModelConfig:
+    base = dict(
+        arch="qwen3", vocab_size=151936, head_dim=128, rms_norm_eps=1e-6, rope_theta=1_000_000.0,
+        max_position_embeddings=40960, qk_norm=True, bos_token_id=None, eos_token_ids=(151645, 151643),
+        pad_token_id=151643,
+    )
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+PRESETS = {
+    "qwen3-0.6b": lambda: _qwen3(hidden_size=1024, intermediate_size=3072, num_layers=28, num_heads=16,
+                                 num_kv_heads=8, tie_word_embeddings=True),
+    "qwen3-1.7b": lambda: _qwen3(hidden_size=2048, intermediate_size=6144, num_layers=28, num_heads=16,
+                                 num_kv_heads=8, tie_word_embeddings=True),
+    "qwen3-4b": lambda: _qwen3(hidden_size=2560, intermediate_size=9728, num_layers=36, num_heads=32,
+                               num_kv_heads=8, tie_word_embeddings=True),
+    "qwen3-8b": lambda: _qwen3(hidden_size=4096, intermediate_size=12288, num_layers=36, num_heads=32,
+                               num_kv_heads=8, tie_word_embeddings=False),
+    "smollm2-135m": lambda: ModelConfig(
+        arch="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536, num_layers=30,
+        num_heads=9, num_kv_heads=3, head_dim=64, rms_norm_eps=1e-5, rope_theta=100000.0,
+        max_position_embeddings=8192, tie_word_embeddings=True, bos_token_id=1, eos_token_ids=(2,),
+        pad_token_id=2),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    """A named architecture (random init or a shape check before loading)."""
+    key = name.lower()
+    if key not in PRESETS:
+        raise KeyError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}")
+    return PRESETS[key]().replace(**overrides)

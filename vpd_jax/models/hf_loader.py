@@ -1,0 +1,118 @@
+"""Hugging Face checkpoints: config.json + safetensors (single or sharded).
+
+The name mapping is one table: our parameter -> (HF tensor name, transform
+from HF's [out, in] torch layout to our [in, heads, head_dim] layout).
+Tensors are read one at a time with safetensors' lazy reader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from vpd_jax.models.config import ModelConfig
+from vpd_jax.models.placement import assemble_params
+
+
+def _heads_in(n_heads, hd):  # [N*hd, D] -> [D, N, hd]
+    return lambda w: w.T.reshape(w.shape[1], n_heads, hd)
+
+
+def hf_name_table(config: ModelConfig) -> dict:
+    """our name -> (HF name pattern with {i} for the layer, transform)."""
+    c = config
+    ident = lambda w: w
+    t = lambda w: w.T
+    table = {
+        "embed": ("model.embed_tokens.weight", ident),
+        "final_norm": ("model.norm.weight", ident),
+        "lm_head": ("lm_head.weight", t),
+        "attn_norm": ("model.layers.{i}.input_layernorm.weight", ident),
+        "q": ("model.layers.{i}.self_attn.q_proj.weight", _heads_in(c.num_heads, c.head_dim)),
+        "k": ("model.layers.{i}.self_attn.k_proj.weight", _heads_in(c.num_kv_heads, c.head_dim)),
+        "v": ("model.layers.{i}.self_attn.v_proj.weight", _heads_in(c.num_kv_heads, c.head_dim)),
+        # [D, H*hd] -> [H, hd, D]
+        "o": ("model.layers.{i}.self_attn.o_proj.weight", lambda w: w.T.reshape(c.num_heads, c.head_dim, -1)),
+        "q_norm": ("model.layers.{i}.self_attn.q_norm.weight", ident),
+        "k_norm": ("model.layers.{i}.self_attn.k_norm.weight", ident),
+        "mlp_norm": ("model.layers.{i}.post_attention_layernorm.weight", ident),
+        "gate": ("model.layers.{i}.mlp.gate_proj.weight", t),
+        "up": ("model.layers.{i}.mlp.up_proj.weight", t),
+        "down": ("model.layers.{i}.mlp.down_proj.weight", t),
+    }
+    return table
+
+
+class _SafetensorsIndex:
+    """Maps tensor name -> file for one or many safetensors shards."""
+
+    def __init__(self, path: str):
+        from safetensors import safe_open
+
+        self._open = safe_open
+        index_path = os.path.join(path, "model.safetensors.index.json")
+        single = os.path.join(path, "model.safetensors")
+        if os.path.exists(index_path):
+            with open(index_path) as f:
+                weight_map = json.load(f)["weight_map"]
+            self.files = {name: os.path.join(path, fn) for name, fn in weight_map.items()}
+            self.source = index_path
+        elif os.path.exists(single):
+            with safe_open(single, framework="numpy") as f:
+                self.files = {name: single for name in f.keys()}
+            self.source = single
+        else:
+            raise FileNotFoundError(
+                f"{path}: no model.safetensors or model.safetensors.index.json (PyTorch .bin checkpoints "
+                "are not supported: convert them with transformers' save_pretrained(safe_serialization=True))"
+            )
+        self._handles = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.files
+
+    def get(self, name: str) -> np.ndarray:
+        if name not in self.files:
+            raise KeyError(f"{self.source}: tensor {name!r} is missing")
+        fn = self.files[name]
+        if fn not in self._handles:
+            if not os.path.exists(fn):
+                raise FileNotFoundError(f"{self.source}: shard {fn} (holding {name!r}) does not exist")
+            self._handles[fn] = self._open(fn, framework="numpy")
+        t = self._handles[fn].get_tensor(name)
+        return t.astype(np.float32) if t.dtype != np.float32 else t
+
+
+def _read_bf16_safe(index: _SafetensorsIndex, name: str) -> np.ndarray:
+    """safetensors' numpy backend cannot read bfloat16: read raw bytes then."""
+    try:
+        return index.get(name)
+    except (TypeError, ValueError) as e:
+        if "bf16" not in str(e).lower() and "bfloat16" not in str(e).lower():
+            raise
+        import ml_dtypes
+
+        fn = index.files[name]
+        with open(fn, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+            meta = header[name]
+            start, end = meta["data_offsets"]
+            f.seek(8 + n + start)
+            raw = f.read(end - start)
+        return np.frombuffer(raw, dtype=ml_dtypes.bfloat16).reshape(meta["shape"]).astype(np.float32)
+
+
+def load_hf(path: str, mesh=None, dtype=None, rules=None, **config_overrides) -> tuple[ModelConfig, dict]:
+    config = ModelConfig.from_hf_dir(path, **config_overrides)
+    index = _SafetensorsIndex(path)
+    table = hf_name_table(config)
+
+    def get(name, layer):
+        pattern, transform = table[name]
+        hf_name = pattern.format(i=layer)
+        return transform(_read_bf16_safe(index, hf_name))
+
+    return config, assemble_params(config, get, index.source, mesh=mesh, dtype=dtype, rules=rules)

@@ -1,0 +1,67 @@
+"""One entry point for every weight source: `load_pretrained(path)`.
+
+- a Hugging Face directory (config.json + safetensors, sharded or not);
+- a `.gguf` file (llama.cpp), dequantized on the host;
+- a directory written by `launch/convert.py` (Orbax params + config.json
+  + tokenizer), the fast path on a pod.
+"""
+
+from __future__ import annotations
+
+import os
+
+from vpd_jax.models.config import ModelConfig
+
+ORBAX_MARKER = "vpd_jax_model.json"
+
+
+def _kind(path: str) -> str:
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"model path {path!r} does not exist; give a Hugging Face directory (config.json + safetensors), "
+            "a .gguf file, or the output directory of launch/convert.py"
+        )
+    if os.path.isfile(path):
+        if path.endswith(".gguf"):
+            return "gguf"
+        raise ValueError(f"{path}: a model file must be .gguf (for safetensors give the directory)")
+    if os.path.exists(os.path.join(path, ORBAX_MARKER)):
+        return "orbax"
+    if os.path.exists(os.path.join(path, "config.json")):
+        return "hf"
+    raise ValueError(
+        f"{path}: neither a Hugging Face directory (no config.json) nor a launch/convert.py output "
+        f"(no {ORBAX_MARKER})"
+    )
+
+
+def load_pretrained(path: str, mesh=None, dtype=None, rules=None, **config_overrides) -> tuple[ModelConfig, dict]:
+    """(config, params) with params placed on `mesh` (one device when None).
+
+    dtype is the parameter (master) dtype; config_overrides set fields such as
+    compute_dtype="bfloat16" or remat="none".
+    """
+    kind = _kind(path)
+    if kind == "hf":
+        from vpd_jax.models.hf_loader import load_hf
+
+        return load_hf(path, mesh=mesh, dtype=dtype, rules=rules, **config_overrides)
+    if kind == "gguf":
+        from vpd_jax.models.gguf_loader import load_gguf
+
+        return load_gguf(path, mesh=mesh, dtype=dtype, rules=rules, **config_overrides)
+    from vpd_jax.models.orbax_params import load_orbax_params
+
+    return load_orbax_params(path, mesh=mesh, dtype=dtype, rules=rules, **config_overrides)
+
+
+def load_tokenizer(path: str):
+    """A transformers fast tokenizer (no torch) with its chat template."""
+    kind = _kind(path)
+    if kind == "gguf":
+        from vpd_jax.models.gguf_tokenizer import tokenizer_from_gguf
+
+        return tokenizer_from_gguf(path)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)

@@ -1,0 +1,147 @@
+"""The decoder: pure functions of (config, params, tokens).
+
+`forward` is the training / scoring pass; `forward_with_cache` is the
+sampler's pass, which writes the new keys and values into a preallocated
+cache and attends over it. Both scan one layer body over the stacked layer
+axis of the params.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from vpd_jax.models.config import ModelConfig
+from vpd_jax.models.layers import apply_rope, attention, rms_norm, rope_angles, swiglu
+
+_REMAT_POLICIES = {
+    "full": None,  # save nothing: recompute the whole layer in the backward pass
+    "save_dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def default_positions(tokens: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """Positions [B, T]: 0.. per row, counting only real tokens (left padding
+    gets position 0 and is masked out anyway)."""
+    if mask is None:
+        return jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
+    return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)
+
+
+def _qkv(config: ModelConfig, lp: dict, x: jax.Array, cos, sin):
+    """Normalised input -> rotated q [B, T, H, hd], k and v [B, T, K, hd]."""
+    cdt = jnp.dtype(config.compute_dtype)
+    h = rms_norm(x, lp["attn_norm"], config.rms_norm_eps)
+    q = jnp.einsum("btd,dhk->bthk", h, lp["q"].astype(cdt))
+    k = jnp.einsum("btd,dhk->bthk", h, lp["k"].astype(cdt))
+    v = jnp.einsum("btd,dhk->bthk", h, lp["v"].astype(cdt))
+    if config.qk_norm:  # Qwen3: per-head RMSNorm of q and k before rotation
+        q = rms_norm(q, lp["q_norm"], config.rms_norm_eps)
+        k = rms_norm(k, lp["k_norm"], config.rms_norm_eps)
+    return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+
+def _finish_layer(config: ModelConfig, lp: dict, x: jax.Array, attn: jax.Array) -> jax.Array:
+    """Attention output projection + residual, then the MLP block + residual."""
+    cdt = jnp.dtype(config.compute_dtype)
+    x = x + jnp.einsum("bthk,hkd->btd", attn, lp["o"].astype(cdt))
+    h = rms_norm(x, lp["mlp_norm"], config.rms_norm_eps)
+    return x + swiglu(h, lp["gate"].astype(cdt), lp["up"].astype(cdt), lp["down"].astype(cdt))
+
+
+def embed(config: ModelConfig, params: dict, tokens: jax.Array) -> jax.Array:
+    return jnp.take(params["embed"], tokens, axis=0).astype(config.compute_dtype)  # [B, T, D]
+
+
+def hidden_states(config: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Array | None = None,
+                  mask: jax.Array | None = None) -> jax.Array:
+    """Final-normed hidden states [B, T, D] in the compute dtype.
+
+    mask [B, T] marks real tokens (False on padding); attention is causal
+    over token index and never reads a padded key.
+    """
+    if positions is None:
+        positions = default_positions(tokens, mask)
+    T = tokens.shape[1]
+    causal = jnp.tril(jnp.ones((T, T), bool))  # [T, S]
+    attn_mask = causal[None] if mask is None else causal[None] & mask.astype(bool)[:, None, :]
+    attn_mask = jnp.broadcast_to(attn_mask, (tokens.shape[0], T, T))
+    cos, sin = rope_angles(config, positions)
+
+    def layer(x, lp):
+        q, k, v = _qkv(config, lp, x, cos, sin)
+        return _finish_layer(config, lp, x, attention(q, k, v, attn_mask)), None
+
+    if config.remat != "none":
+        layer = jax.checkpoint(layer, policy=_REMAT_POLICIES[config.remat], prevent_cse=False)
+    x, _ = jax.lax.scan(layer, embed(config, params, tokens), params["layers"])
+    return rms_norm(x, params["final_norm"], config.rms_norm_eps)
+
+
+def lm_head_weight(config: ModelConfig, params: dict) -> jax.Array:
+    """[D, V]: the tied embedding transposed, or the separate head."""
+    w = params["embed"].T if config.tie_word_embeddings else params["lm_head"]
+    return w.astype(config.compute_dtype)
+
+
+def logits_from_hidden(config: ModelConfig, params: dict, h: jax.Array) -> jax.Array:
+    """[B, T, D] -> float32 logits [B, T, V]."""
+    return jnp.einsum("btd,dv->btv", h, lm_head_weight(config, params), preferred_element_type=jnp.float32)
+
+
+def forward(config: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Array | None = None,
+            mask: jax.Array | None = None) -> jax.Array:
+    """tokens [B, T] -> float32 logits [B, T, V]."""
+    return logits_from_hidden(config, params, hidden_states(config, params, tokens, positions, mask))
+
+
+# ------------------------------------------------------------------ KV cache
+def init_cache(config: ModelConfig, batch: int, max_len: int, dtype=None) -> dict:
+    """Zeroed cache {"k", "v"}: [L, B, S, K, hd] each, in the compute dtype."""
+    shape = (config.num_layers, batch, max_len, config.num_kv_heads, config.head_dim)
+    dt = jnp.dtype(dtype or config.compute_dtype)
+    return {"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt)}
+
+
+def cache_bytes(config: ModelConfig, batch: int, max_len: int, dtype=None) -> int:
+    """Bytes of the KV cache for this batch and length (both k and v)."""
+    itemsize = jnp.dtype(dtype or config.compute_dtype).itemsize
+    return 2 * config.num_layers * batch * max_len * config.num_kv_heads * config.head_dim * itemsize
+
+
+def forward_with_cache(config: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Array,
+                       cache: dict, cache_index: jax.Array, kv_valid: jax.Array,
+                       last_only: bool = False) -> tuple[jax.Array, dict]:
+    """Runs tokens [B, T] written at cache slots [cache_index, cache_index + T).
+
+    kv_valid [B, S] marks the cache slots holding real tokens (including the
+    ones written now). A query at slot i attends to valid slots <= i. The
+    cache is carried through the layer scan and updated with
+    dynamic_update_slice, so under donation XLA writes it in place instead of
+    materialising a new [L, B, S, K, hd] buffer every decode step.
+    Returns float32 logits ([B, 1, V] when last_only) and the new cache.
+    """
+    B, T = tokens.shape
+    S = cache["k"].shape[2]
+    slot = cache_index + jnp.arange(T)  # [T]
+    attn_mask = kv_valid.astype(bool)[:, None, :] & (jnp.arange(S)[None, None, :] <= slot[None, :, None])
+    cos, sin = rope_angles(config, positions)
+    zero = jnp.zeros((), jnp.int32)
+    idx = jnp.asarray(cache_index, jnp.int32)
+
+    def layer(carry, lp_and_i):
+        x, ck, cv = carry
+        lp, i = lp_and_i
+        q, k, v = _qkv(config, lp, x, cos, sin)
+        ck = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype)[None], (i, zero, idx, zero, zero))
+        cv = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype)[None], (i, zero, idx, zero, zero))
+        attn = attention(q, ck[i].astype(q.dtype), cv[i].astype(q.dtype), attn_mask)
+        return (_finish_layer(config, lp, x, attn), ck, cv), None
+
+    layers_idx = jnp.arange(config.num_layers, dtype=jnp.int32)
+    (x, ck, cv), _ = jax.lax.scan(layer, (embed(config, params, tokens), cache["k"], cache["v"]),
+                                  (params["layers"], layers_idx))
+    if last_only:
+        x = x[:, -1:]
+    h = rms_norm(x, params["final_norm"], config.rms_norm_eps)
+    return logits_from_hidden(config, params, h), {"k": ck, "v": cv}
