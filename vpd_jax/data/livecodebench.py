@@ -19,6 +19,7 @@ import random
 import tensorflow_datasets as tfds
 
 from vpd_jax.data import code_records
+from vpd_jax.data.builder_base import LocalBuilder
 from vpd_jax.data.example import DataFormatError, where
 from vpd_jax.feedback.problems import Problem, parse_problem_row
 
@@ -49,7 +50,7 @@ def _release_config(name: str) -> LiveCodeBenchConfig:
         description=f"LiveCodeBench release_{name} ({', '.join(files)})")
 
 
-class Livecodebench(tfds.core.GeneratorBasedBuilder):
+class Livecodebench(LocalBuilder):
     """LiveCodeBench code generation problems (code_generation_lite)."""
 
     VERSION = tfds.core.Version("1.0.0")

@@ -13,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import pathlib
 from typing import Any, Iterator
 
 import tensorflow_datasets as tfds
 
+from vpd_jax.data.builder_base import LocalBuilder
 from vpd_jax.data.example import DataFormatError, Example, where
 
 DOMAINS = ("biology", "chemistry", "material", "physics")
@@ -39,7 +41,7 @@ def _configs() -> list[SciKnowEvalConfig]:
     return configs
 
 
-class Sciknoweval(tfds.core.GeneratorBasedBuilder):
+class Sciknoweval(LocalBuilder):
     """SciKnowEval multiple-choice questions (answer key kept for grading)."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -63,7 +65,8 @@ class Sciknoweval(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         config = self.builder_config
-        root = dl_manager.manual_dir
+        # A local folder: pathlib's recursive glob (epath refuses "**").
+        root = pathlib.Path(str(dl_manager.manual_dir))
         paths = sorted(p for p in root.rglob("*") if p.suffix in (".jsonl", ".json"))
         if not paths:
             raise FileNotFoundError(

@@ -11,9 +11,10 @@ from __future__ import annotations
 import tensorflow_datasets as tfds
 
 from vpd_jax.data import bundled, code_records
+from vpd_jax.data.builder_base import LocalBuilder
 
 
-class VpdProblems(tfds.core.GeneratorBasedBuilder):
+class VpdProblems(LocalBuilder):
     """Small original code problems (stdin and functional) with tests."""
 
     VERSION = tfds.core.Version("1.0.0")
