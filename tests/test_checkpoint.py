@@ -197,6 +197,9 @@ def test_uncommitted_tmp_dir_from_a_crash_is_ignored(tmp_path):
     assert sorted(os.listdir(ckdir)) == ["2", "3"]
 
 
+# A failed tensorstore read can leave a callback that fires after its event
+# loop closed (inside Orbax); harmless, and not ours to fix.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_nothing_restorable_raises_and_renames_nothing(tmp_path):
     save_steps(tmp_path, [1, 2])
     for step in ("1", "2"):
