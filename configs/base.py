@@ -1,0 +1,109 @@
+"""Every field of a vpd_jax run, with its default and meaning.
+
+The other presets import this and change what differs; launch scripts
+accept `--config.key=value` overrides on top of any of them.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.workdir = "runs/default"  # checkpoints, metrics.jsonl, TensorBoard events, eval JSON
+    c.seed = 0  # params init (random models), sampling keys, data order, sibling choice
+    c.algorithm = "vpd"  # vpd | sdpo | grpo
+    c.total_steps = 100  # training iterations (one rollout batch each)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.path = ""  # HF dir, .gguf file, launch/convert.py output, or package:NAME
+    c.model.preset = ""  # with path == "": a random model of this preset (tests, benchmarks)
+    c.model.overrides = ml_collections.ConfigDict()  # ModelConfig fields for a random preset (e.g. num_layers)
+    c.model.tokenizer = ""  # tokenizer source when the model has none (random models): a path
+    c.model.param_dtype = "float32"  # master weights
+    c.model.compute_dtype = "float32"  # matmul dtype: bfloat16 on TPU/GPU
+    c.model.remat = "full"  # backward recomputation: none | full | save_dots
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = 1  # pure data parallelism (replicated weights)
+    c.mesh.fsdp = -1  # ZeRO-3 weight sharding; -1 = all remaining devices
+    c.mesh.tensor = 1  # tensor parallelism over heads / MLP width / vocab
+
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.coordinator_address = ""  # "host:port" for CPU/GPU clusters; auto on Cloud TPU
+    c.distributed.num_processes = 0  # with coordinator_address
+    c.distributed.process_id = -1  # with coordinator_address
+    c.distributed.local_device_count = 0  # CPU only: fake devices per process (0 = leave as is)
+
+    c.task = ml_collections.ConfigDict()
+    c.task.name = "vpd_problems"  # vpd_problems | livecodebench | sciknoweval
+    c.task.options = ml_collections.ConfigDict()  # load_task(**options): data_dir, manual_dir, release, ...
+    c.task.max_train_examples = 0  # 0 = all; else the first N (debug runs)
+    c.task.max_eval_examples = 0  # 0 = all
+
+    c.rollout = ml_collections.ConfigDict()
+    c.rollout.prompts_per_step = 8  # prompts per iteration (global, over all hosts)
+    c.rollout.samples_per_prompt = 8  # G rollouts per prompt (the GRPO group)
+    c.rollout.max_prompt_tokens = 1024  # longer student prompts are refused with an error
+    c.rollout.max_new_tokens = 512  # response budget
+    c.rollout.temperature = 1.0
+    c.rollout.top_p = 1.0
+    c.rollout.top_k = 0  # 0 = off
+
+    c.feedback = ml_collections.ConfigDict()
+    c.feedback.server_address = ""  # "host:port" of a running server; "" = start one per host
+    c.feedback.workers = 0  # server worker processes; 0 = one per core
+    c.feedback.timeout_s = 600.0  # client timeout for one batch request
+    c.feedback.sources = ("sibling", "env")  # teacher context, in preference order (env | sibling | self_critique)
+    c.feedback.combine = False  # True: all available sources together
+    c.feedback.max_critique_tokens = 512  # env / self-critique budget (truncated)
+    c.feedback.max_sibling_tokens = 1024  # sibling solution budget (truncated)
+    c.feedback.self_critique_tokens = 256  # generation budget of the self-critique pass
+
+    c.e_step_every = 5  # VPD: an E-step every F iterations (F=5 reported best; F=1 and 10 worse)
+
+    # vpd_jax.train_config.TrainConfig fields (optimizer and losses of the jitted steps).
+    c.train = ml_collections.ConfigDict()
+    c.train.lr = 1e-6  # AdamW peak learning rate (SDPO's LCB setting)
+    c.train.weight_decay = 0.01  # decoupled, matrices only
+    c.train.clip_norm = 1.0  # global gradient-norm clip
+    c.train.warmup_steps = 0
+    c.train.schedule = "constant"  # constant | cosine (after warmup)
+    c.train.total_steps = 100  # cosine horizon (set to total_steps)
+    c.train.micro_batches = 1  # gradient accumulation inside the jitted step
+    c.train.logit_chunk = 128  # response tokens per LM-head chunk (memory vs speed)
+    c.train.divergence = "reverse_kl"  # M-step D: reverse_kl | forward_kl | jsd
+    c.train.jsd_alpha = 0.5
+    c.train.topk = 20  # divergence support: top-k + tail bucket; 0 = full vocabulary
+    c.train.importance_clip = 2.0  # clip of exp(l_s - l_old) (sampler log-probs as old)
+    c.train.beta = 0.1  # E-step implicit reward scale
+    c.train.lambda_kl = 0.1  # E-step token-level trust-region KL weight
+    c.train.length_normalize = False  # E-step: rho summed (False) or averaged over tokens
+    c.train.delta_momentum = 0.9  # running average of the BCO reward shift
+    c.train.clip_low = 0.2  # GRPO clipped surrogate
+    c.train.clip_high = 0.28
+    c.train.dr_grpo = False  # Dr.GRPO: no std normalisation, constant normaliser
+    c.train.kl_coef = 0.0  # GRPO KL to the initial (reference) weights; 0 = no reference copy
+    c.train.sdpo_teacher = "current"  # SDPO teacher: current | ema | mix
+    c.train.ema_decay = 0.99
+    c.train.mix_coef = 0.5  # SDPO "mix": weight of the current logits vs reference
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every = 20  # iterations between evaluations (0 = only at the end)
+    c.eval.at_start = True  # evaluate the base model before training
+    c.eval.num_samples = 4  # samples per problem
+    c.eval.pass_k = (1,)  # reported pass@k
+    c.eval.temperature = 0.6  # SDPO's eval setting
+    c.eval.top_p = 0.95
+    c.eval.max_new_tokens = 512
+    c.eval.prompts_per_batch = 8
+    c.eval.teacher = False  # VPD diagnostics: also sample with the feedback in the prompt
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every = 10  # iterations between saves (and one at the end / on SIGTERM)
+    c.checkpoint.keep = 3  # most recent checkpoints kept
+
+    c.log = ml_collections.ConfigDict()
+    c.log.progress = True  # console progress bar (TTY only)
+    c.log.tensorboard = True
+    c.log.samples = 2  # completions printed to samples.jsonl per iteration
+    return c

@@ -1,0 +1,58 @@
+"""pass@k on an eval split: sample n completions per problem, grade, estimate.
+
+pass@k uses the unbiased estimator of LiveCodeBench / Codex:
+1 - C(n - c, k) / C(n, k) per problem, averaged over problems.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Probability that at least one of k samples (from n with c correct) passes."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def summarize(correct: np.ndarray, ks: Sequence[int]) -> dict:
+    """correct [P, n] booleans -> {"pass@k": mean over problems}."""
+    correct = np.asarray(correct, bool)
+    n = correct.shape[1]
+    out = {}
+    for k in ks:
+        if k <= n:
+            out[f"pass@{k}"] = float(np.mean([pass_at_k(n, int(c), k) for c in correct.sum(1)]))
+    return out
+
+
+def evaluate(rollout_fn, grade_fn, examples: Sequence, num_samples: int, ks: Sequence[int] = (1,),
+             batch_prompts: int = 8) -> dict:
+    """Samples `num_samples` completions per example and grades them.
+
+    rollout_fn(examples, num_samples) -> list of completions (prompt-major);
+    grade_fn(examples_repeated, completions) -> list of dicts with "passed".
+    Returns pass@k, per-verdict counts and per-problem correct counts.
+    """
+    correct = np.zeros((len(examples), num_samples), bool)
+    verdicts: dict[str, int] = {}
+    for start in range(0, len(examples), batch_prompts):
+        chunk = list(examples[start:start + batch_prompts])
+        completions = rollout_fn(chunk, num_samples)
+        repeated = [ex for ex in chunk for _ in range(num_samples)]
+        grades = grade_fn(repeated, completions)
+        for j, g in enumerate(grades):
+            correct[start + j // num_samples, j % num_samples] = bool(g["passed"])
+            verdicts[g.get("verdict", "?")] = verdicts.get(g.get("verdict", "?"), 0) + 1
+    out = summarize(correct, ks)
+    out["num_problems"] = len(examples)
+    out["num_samples"] = num_samples
+    out["verdicts"] = verdicts
+    out["per_problem_correct"] = {ex.id: int(c) for ex, c in zip(examples, correct.sum(1))}
+    return out
