@@ -27,7 +27,9 @@ class ExampleSource(Sequence):
     def __len__(self) -> int:
         return len(self._records)
 
-    def __getitem__(self, index: int) -> Example:
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
         if not -len(self) <= index < len(self):
             raise IndexError(f"{self.name}: index {index} out of range [0, {len(self)})")
         return self._decode(self._records[index], index % len(self))
