@@ -13,11 +13,15 @@ inherits a large parent's memory map or accelerator handles.
     server.py    HTTP batch server; client.py: its client and start_server
 """
 
+from vpd_jax.feedback.client import (FeedbackClient, FeedbackError,
+                                     ServerHandle, start_server)
 from vpd_jax.feedback.extract import extract_code
 from vpd_jax.feedback.grading import VERDICTS, grade
 from vpd_jax.feedback.limits import Limits
 from vpd_jax.feedback.problems import (Problem, ProblemFormatError, TestCase,
                                        load_problems, parse_problem_row)
 
-__all__ = ["Limits", "Problem", "ProblemFormatError", "TestCase", "VERDICTS",
-           "extract_code", "grade", "load_problems", "parse_problem_row"]
+__all__ = ["FeedbackClient", "FeedbackError", "Limits", "Problem",
+           "ProblemFormatError", "ServerHandle", "TestCase", "VERDICTS",
+           "extract_code", "grade", "load_problems", "parse_problem_row",
+           "start_server"]

@@ -1,0 +1,161 @@
+"""Client of the grading server, and `start_server` for one per host.
+
+The server is stateless and grading is idempotent, so a request that failed
+on the way (connection refused or reset, timeout, 5xx) is simply sent again,
+after a short backoff. A 4xx answer is our mistake (a malformed problem) and
+is raised at once with the server's message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from vpd_jax.feedback.limits import Limits
+from vpd_jax.feedback.problems import Problem
+
+
+class FeedbackError(RuntimeError):
+    """The server could not be reached, or refused the request."""
+
+
+class FeedbackClient:
+    """Talks to one `python -m vpd_jax.feedback.server` over HTTP."""
+
+    def __init__(self, address: str, timeout_s: float = 600.0,
+                 retries: int = 3, backoff_s: float = 0.5):
+        if "://" in address:
+            address = address.split("://", 1)[1]
+        self.address = address.rstrip("/")
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+
+    def _request(self, method: str, path: str, payload: dict | None = None,
+                 timeout_s: float | None = None) -> dict:
+        url = f"http://{self.address}{path}"
+        data = None if payload is None else json.dumps(payload).encode()
+        last_error: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            request = urllib.request.Request(
+                url, data=data, method=method,
+                headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(
+                        request, timeout=timeout_s or self.timeout_s) as r:
+                    return json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                message = _error_message(e)
+                if 400 <= e.code < 500:
+                    raise FeedbackError(f"{url}: {e.code}: {message}") from None
+                last_error = FeedbackError(f"{url}: {e.code}: {message}")
+            except (urllib.error.URLError, OSError, ValueError) as e:
+                last_error = e  # refused, reset, timed out, torn body
+        raise FeedbackError(f"{url}: no answer after {self.retries + 1} "
+                            f"tries: {last_error!r}")
+
+    def health(self, timeout_s: float = 10.0) -> dict:
+        return self._request("GET", "/health", timeout_s=timeout_s)
+
+    def grade_batch(self, items: list[tuple[Problem, str]],
+                    limits: Limits | None = None) -> list[dict]:
+        """Grade dicts for (problem, completion) pairs, in the same order."""
+        if not items:
+            return []
+        payload = {"items": [{"problem": p.to_row(), "completion": c}
+                             for p, c in items],
+                   "limits": limits.to_json() if limits else None}
+        results = self._request("POST", "/grade_batch", payload)["results"]
+        if len(results) != len(items):
+            raise FeedbackError(f"server answered {len(results)} results for "
+                                f"{len(items)} items")
+        return results
+
+
+def _error_message(e: urllib.error.HTTPError) -> str:
+    try:
+        return json.loads(e.read()).get("error", "")
+    except (ValueError, OSError, AttributeError):
+        return e.reason
+
+
+class ServerHandle:
+    """A running server subprocess; closing it drains and stops it."""
+
+    def __init__(self, process: subprocess.Popen, address: str):
+        self.process = process
+        self.address = address
+
+    def client(self, **kwargs) -> FeedbackClient:
+        return FeedbackClient(self.address, **kwargs)
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """SIGTERM (the server drains), then SIGKILL if it does not exit."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
+
+    def __enter__(self) -> "ServerHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def start_server(workers: int | None = None, host: str = "127.0.0.1",
+                 port: int = 0, *, startup_timeout_s: float = 60.0,
+                 env: dict | None = None) -> ServerHandle:
+    """Starts `python -m vpd_jax.feedback.server` and waits until healthy.
+
+    The server watches this process and exits when it dies. Its stderr is
+    ours, so its start line (isolation mode) shows in the trainer's log.
+    """
+    repo_root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    child_env = dict(os.environ if env is None else env)
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (repo_root, child_env.get("PYTHONPATH")) if p)
+    command = [sys.executable, "-m", "vpd_jax.feedback.server", "--host", host,
+               "--port", str(port), "--parent-pid", str(os.getpid())]
+    if workers:
+        command += ["--workers", str(workers)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, env=child_env)
+    deadline = time.monotonic() + startup_timeout_s
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([process.stdout], [], [], max(left, 0))
+        chunk = process.stdout.read1(4096) if ready else b""
+        if not chunk:
+            process.kill()
+            process.wait()
+            raise FeedbackError(
+                f"feedback server did not start within {startup_timeout_s} s "
+                f"(exit code {process.returncode}); see its stderr above")
+        line += chunk
+    if not line.startswith(b"READY "):
+        process.kill()
+        process.wait()
+        raise FeedbackError(f"feedback server said {line!r}, not READY")
+    handle = ServerHandle(process, line.split()[1].decode())
+    try:
+        handle.client(retries=5, backoff_s=0.2).health()
+    except FeedbackError:
+        handle.close()
+        raise
+    return handle
