@@ -103,3 +103,11 @@ def test_load_task_errors_are_clear():
         load_task("vpd_problems", releas="v6")
     with pytest.raises(ValueError, match="release 'v9'"):
         load_task("livecodebench", data_dir="/nonexistent", release="v9")
+
+
+def test_command_line_builds_and_summarizes(capsys):
+    from vpd_jax.data.__main__ import main
+    assert main(["vpd_problems", "use_tfds=false"]) == 0
+    out = capsys.readouterr().out
+    assert "vpd_problems train: 45 examples" in out and "'functional'" in out
+    assert "first train prompt:" in out
