@@ -4,10 +4,10 @@ This file is executed as a script (`python -I -S -B _harness.py`), never
 imported by the package, so it uses the standard library only and starts in
 a few milliseconds. The parent passes:
 
-    fd 0  the test's stdin (stdin tests) or an empty file;
-    fd 1  stdout file, fd 2 stderr file (size capped by RLIMIT_FSIZE);
-    argv[1]  fd of a JSON job: code, mode, func_name, args, limits, token...;
-    argv[2]  fd of the result channel: one JSON frame written at the end.
+  fd 0  the test's stdin (stdin tests) or an empty file;
+  fd 1  stdout file, fd 2 stderr file (size capped by RLIMIT_FSIZE);
+  argv[1]  fd of a JSON job: code, mode, func_name, args, limits, token...;
+  argv[2]  fd of the result channel: one JSON frame written at the end.
 
 Why a separate channel: a stdin program's verdict is decided from stdout
 alone, and a functional program's return value travels on the result fd as a typed,
@@ -65,7 +65,7 @@ def _to_json(value):
         return "[" + ",".join(_to_json(v) for v in value) + "]"
     if type(value) is dict:
         return "{" + ",".join(_to_json(k) + ":" + _to_json(v)
-                                                    for k, v in value.items()) + "}"
+                              for k, v in value.items()) + "}"
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
@@ -73,13 +73,13 @@ def _set_limits(limits):
     """Limits on this very process before any program code runs (soft = hard)."""
     cpu = int(limits["cpu_s"])
     pairs = [
-            (resource.RLIMIT_CPU, (cpu, cpu + 1)),  # SIGXCPU, then SIGKILL
-            (resource.RLIMIT_AS, (limits["memory_bytes"],) * 2),
-            (resource.RLIMIT_FSIZE, (limits["output_bytes"],) * 2),
-            (resource.RLIMIT_NPROC, (limits["nproc"],) * 2),
-            (resource.RLIMIT_NOFILE, (limits["nofile"],) * 2),
-            (resource.RLIMIT_CORE, (0, 0)),
-            (resource.RLIMIT_STACK, (limits["stack_bytes"],) * 2),
+        (resource.RLIMIT_CPU, (cpu, cpu + 1)),  # SIGXCPU, then SIGKILL
+        (resource.RLIMIT_AS, (limits["memory_bytes"],) * 2),
+        (resource.RLIMIT_FSIZE, (limits["output_bytes"],) * 2),
+        (resource.RLIMIT_NPROC, (limits["nproc"],) * 2),
+        (resource.RLIMIT_NOFILE, (limits["nofile"],) * 2),
+        (resource.RLIMIT_CORE, (0, 0)),
+        (resource.RLIMIT_STACK, (limits["stack_bytes"],) * 2),
     ]
     for which, value in pairs:
         try:
@@ -116,17 +116,25 @@ class _LazyBuiltins(dict):
 
 
 def _install_audit_guard():
-    """Fallback mode: no namespaces, so refuse sockets and native code loading.
+    """Fallback mode: no namespaces, so refuse sockets, ctypes and processes.
 
-    Audit hooks cannot be removed once added; ctypes is refused too, since it
-    would reach libc's socket() without passing through these events.
+    Audit hooks cannot be removed once added. ctypes may load libraries
+    (numpy does), but not look up the libc functions that would do the same
+    things behind these events' back. New processes are refused as
+    LiveCodeBench's guard does (bwrap mode refuses them with seccomp);
+    RLIMIT_NPROC on the slot's own uid backs this up in the kernel.
     """
     blocked = ("socket.connect", "socket.bind", "socket.sendto",
-                          "socket.sendmsg", "socket.getaddrinfo", "ctypes.dlopen",
-                          "ctypes.dlsym", "ctypes.cdata")
+               "socket.sendmsg", "socket.getaddrinfo", "os.fork",
+               "os.forkpty", "os.system", "os.posix_spawn", "subprocess.Popen")
+    blocked_symbols = ("socket", "connect", "bind", "sendto", "sendmsg",
+                       "fork", "vfork", "clone", "clone3", "syscall",
+                       "execve", "execv", "execvp", "posix_spawn", "system",
+                       "popen", "unshare", "setns")
 
     def hook(event, args):
-        if event in blocked:
+        if event in blocked or (event == "ctypes.dlsym" and len(args) > 1
+                                and args[1] in blocked_symbols):
             raise PermissionError(f"{event} is not allowed in the sandbox")
 
     sys.addaudithook(hook)
@@ -152,9 +160,9 @@ def _encode(value, depth=0):
         return [tag, [_encode(v, depth + 1) for v in value]]
     if kind is dict:
         return ["dict", [[_encode(k, depth + 1), _encode(v, depth + 1)]
-                                          for k, v in value.items()]]
+                         for k, v in value.items()]]
     raise TypeError(f"returned a {kind.__module__}.{kind.__qualname__}, "
-                                    f"which is not a JSON-like builtin value")
+                    f"which is not a JSON-like builtin value")
 
 
 def _frames(tb, filename, lines):
@@ -177,7 +185,7 @@ def _frames(tb, filename, lines):
 def _run(job):
     code_text = job["code"]
     scope = {"__name__": "__main__", "__file__": _FILENAME,
-                      "__builtins__": _LazyBuiltins(job["header_names"])}
+             "__builtins__": _LazyBuiltins(job["header_names"])}
     code = compile(code_text, _FILENAME, "exec")
     try:
         exec(code, scope)
@@ -185,8 +193,8 @@ def _run(job):
         # LiveCodeBench swallows SystemExit: the output so far is judged.
         if job["mode"] == "functional":
             return {"status": "exception", "exc_type": "SystemExit",
-                            "exc_msg": "sys.exit() called while defining the solution",
-                            "frames": []}
+                    "exc_msg": "sys.exit() called while defining the solution",
+                    "frames": []}
         return {"status": "ok"}
     if job["mode"] == "stdin":
         return {"status": "ok"}
@@ -196,7 +204,7 @@ def _run(job):
     method = getattr(solution_cls(), job["func_name"], None)
     if method is None:
         return {"status": "no_solution",
-                        "exc_msg": f"class Solution has no method {job['func_name']}"}
+                "exc_msg": f"class Solution has no method {job['func_name']}"}
     value = method(*job["args"])
     try:
         return {"status": "ok", "value": _encode(value)}
@@ -208,25 +216,24 @@ def main():
     job_fd, result_fd = int(sys.argv[1]), int(sys.argv[2])
     job = _read_job(job_fd)
     sys.setrecursionlimit(job["recursion_limit"])
-    for name in job["preload"]:
-        # Fallback as root with an interpreter the slot uid cannot read: import
-        # now what the program may need, before dropping to that uid.
-        __import__(name)
     if job["uid"] is not None:
         _drop_privileges(job["uid"])
     _set_limits(job["limits"])
     if job["audit_guard"]:
         _install_audit_guard()
     sys.path.extend(job["site_paths"])
+    # Directories this uid cannot walk to are reached through inherited fds.
+    sys.path[:] = [f"/proc/self/fd/{job['path_fds'][p]}"
+                   if p in job["path_fds"] else p for p in sys.path]
     try:
         result = _run(job)
     except SyntaxError as e:
         result = {"status": "compile_error", "exc_type": type(e).__name__,
-                            "exc_msg": f"line {e.lineno}: {e.msg}", "frames": []}
+                  "exc_msg": f"line {e.lineno}: {e.msg}", "frames": []}
     except BaseException as e:  # the program's failure, reported, not re-raised
         result = {"status": "exception", "exc_type": type(e).__name__,
-                            "exc_msg": _safe_str(e), "frames": _frames(e.__traceback__, _FILENAME,
-                                                                                              job["code"].splitlines())}
+                  "exc_msg": _safe_str(e), "frames": _frames(e.__traceback__, _FILENAME,
+                                                   job["code"].splitlines())}
     try:
         sys.stdout.flush()
     except BaseException:
@@ -236,8 +243,8 @@ def main():
         data = _to_json(result).encode("utf-8")
     except (TypeError, ValueError, RecursionError) as e:
         data = _to_json({"token": job["token"], "status": "exception",
-                                          "exc_type": type(e).__name__, "exc_msg": str(e),
-                                          "frames": []}).encode()
+                         "exc_type": type(e).__name__, "exc_msg": str(e),
+                         "frames": []}).encode()
     view = memoryview(data)
     while view:
         view = view[os.write(result_fd, view):]

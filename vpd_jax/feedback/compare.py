@@ -36,7 +36,7 @@ def compare_stdout(actual: str, expected: str) -> tuple[bool, str]:
     got, want = _lines(actual), _lines(expected)
     if len(got) != len(want):
         return False, (f"expected {len(want)} line(s) of output, got "
-                                      f"{len(got)}")
+                       f"{len(got)}")
     for index, (g, w) in enumerate(zip(got, want)):
         if g == w:
             continue
@@ -76,10 +76,10 @@ def decode_value(node: Any, depth: int = 0) -> Any:
         if tag in ("list", "tuple", "set", "frozenset"):
             items = [decode_value(v, depth + 1) for v in payload]
             return {"list": list, "tuple": tuple, "set": set,
-                            "frozenset": frozenset}[tag](items)
+                    "frozenset": frozenset}[tag](items)
         if tag == "dict":
             return {decode_value(k, depth + 1): decode_value(v, depth + 1)
-                            for k, v in payload}
+                    for k, v in payload}
     except (IndexError, TypeError, ValueError) as e:
         raise UndecodableValue(f"malformed return value: {e}") from None
     raise UndecodableValue(f"unknown tag {tag!r}")

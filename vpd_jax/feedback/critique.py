@@ -17,14 +17,14 @@ FIELD_CHARS = 250
 TOTAL_CHARS = 2000
 
 VERDICT_TITLES = {
-        "accepted": "Accepted",
-        "wrong_answer": "Wrong answer",
-        "runtime_error": "Runtime error",
-        "time_limit_exceeded": "Time limit exceeded",
-        "memory_limit_exceeded": "Memory limit exceeded",
-        "output_limit_exceeded": "Output limit exceeded",
-        "compile_error": "Compile error",
-        "no_code": "No code",
+    "accepted": "Accepted",
+    "wrong_answer": "Wrong answer",
+    "runtime_error": "Runtime error",
+    "time_limit_exceeded": "Time limit exceeded",
+    "memory_limit_exceeded": "Memory limit exceeded",
+    "output_limit_exceeded": "Output limit exceeded",
+    "compile_error": "Compile error",
+    "no_code": "No code",
 }
 
 
@@ -68,14 +68,14 @@ def _exception(f: Failure) -> list[str]:
 
 
 def critique_text(*, verdict: str, tests_passed: int, tests_total: int,
-                                    failure: Failure | None, compile_message: str = "") -> str:
+                  failure: Failure | None, compile_message: str = "") -> str:
     """One critique string, at most ~TOTAL_CHARS characters."""
     title = VERDICT_TITLES.get(verdict, verdict)
     if verdict == "accepted":
         return f"{title}: all {tests_total} tests passed."
     if verdict == "no_code":
         return (f"{title}: the response contains no Python code block "
-                        f"(```python ... ```) and is not a Python program itself.")
+                f"(```python ... ```) and is not a Python program itself.")
     head = f"{title} ({tests_passed} of {tests_total} tests passed)."
     parts = [head]
     if failure is None:  # compile_error before any test ran
@@ -84,7 +84,7 @@ def critique_text(*, verdict: str, tests_passed: int, tests_total: int,
     number = failure.test_index + 1
     if failure.hidden:
         parts.append(f"Failed on test {number}, a hidden test: its input and "
-                                  f"expected output are not shown.")
+                     f"expected output are not shown.")
     else:
         parts.append(f"Failed on test {number}.")
         parts.append(_block("Input", failure.test_input))
@@ -96,16 +96,16 @@ def critique_text(*, verdict: str, tests_passed: int, tests_total: int,
         if failure.reason:
             parts.append(f"({failure.reason})")
     elif verdict in ("runtime_error", "memory_limit_exceeded",
-                                      "compile_error"):
+                     "compile_error"):
         if failure.exc_type:
             parts.extend(_exception(failure))
         elif failure.reason:
             parts.append(failure.reason)
     if verdict in ("time_limit_exceeded", "memory_limit_exceeded",
-                                  "output_limit_exceeded") and failure.limit:
+                   "output_limit_exceeded") and failure.limit:
         parts.append(f"Limit: {failure.limit}.")
     if (verdict in ("time_limit_exceeded", "output_limit_exceeded")
-            and failure.reason):
+        and failure.reason):
         parts.append(failure.reason)
     return _cap("\n".join(parts))
 

@@ -32,7 +32,7 @@ def _blocks(text: str) -> list[tuple[str, str]]:
         while i < len(lines):
             closing = _FENCE.match(lines[i])
             if (closing and closing.group(1)[0] == fence[0]
-                    and len(closing.group(1)) >= len(fence) and not closing.group(2)):
+                and len(closing.group(1)) >= len(fence) and not closing.group(2)):
                 break
             body.append(lines[i])
             i += 1
@@ -45,7 +45,7 @@ def _compiles(text: str) -> bool:
     try:
         compile(text, "<completion>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError, OverflowError, MemoryError,
-                    RecursionError):
+            RecursionError):
         return False
     return True
 

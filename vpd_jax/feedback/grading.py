@@ -5,12 +5,12 @@ at the first failure, as LiveCodeBench's runner does; `tests_passed` counts
 the tests passed before it. Reward is 1.0 only when every test passes.
 
 Verdict of one run, from the facts the sandbox reports (first match wins):
-    wall limit hit, SIGXCPU, or CPU time over the limit -> time_limit_exceeded
-    SIGXFSZ or stdout at the size cap                    -> output_limit_exceeded
-    MemoryError raised, or killed with no result written -> memory_limit_exceeded
-    SyntaxError at exec / no `Solution` or method       -> compile_error
-    any other exception or signal, or no result         -> runtime_error
-    output (stdin) or return value (functional) differs -> wrong_answer
+  wall limit hit, SIGXCPU, or CPU time over the limit -> time_limit_exceeded
+  SIGXFSZ or stdout at the size cap                    -> output_limit_exceeded
+  MemoryError raised, or killed with no result written -> memory_limit_exceeded
+  SyntaxError at exec / no `Solution` or method       -> compile_error
+  any other exception or signal, or no result         -> runtime_error
+  output (stdin) or return value (functional) differs -> wrong_answer
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from vpd_jax.feedback.problems import Problem
 from vpd_jax.feedback.sandbox import RunResult, Sandbox
 
 VERDICTS = ("accepted", "wrong_answer", "runtime_error",
-                        "time_limit_exceeded", "memory_limit_exceeded",
-                        "output_limit_exceeded", "compile_error", "no_code")
+            "time_limit_exceeded", "memory_limit_exceeded",
+            "output_limit_exceeded", "compile_error", "no_code")
 
 _DEFAULT_SANDBOX: Sandbox | None = None
 _DEFAULT_LOCK = threading.Lock()
@@ -64,31 +64,31 @@ def _program_compiles(code: str) -> str:
 
 
 def judge_run(run: RunResult, *, functional: bool, expected: str,
-                            limits: Limits) -> tuple[str, dict]:
+              limits: Limits) -> tuple[str, dict]:
     """(verdict, details for the critique) of one test run."""
     frame = run.frame or {}
     status = frame.get("status")
     if (run.timed_out or run.signal == signal.SIGXCPU
-            or run.cpu_s > limits.time_s):
+        or run.cpu_s > limits.time_s):
         how = (f"no result within {limits.wall_limit_s:g} s of wall time (the "
-                      f"program may be sleeping or waiting for input)"
-                      if run.timed_out and run.cpu_s <= limits.time_s else "")
+               f"program may be sleeping or waiting for input)"
+               if run.timed_out and run.cpu_s <= limits.time_s else "")
         return "time_limit_exceeded", {"limit": f"{limits.time_s:g} s of CPU "
-                                                                                        f"time per test", "reason": how}
+                                                f"time per test", "reason": how}
     if run.signal == signal.SIGXFSZ or run.stdout_bytes >= limits.output_bytes:
         return "output_limit_exceeded", {
-                "limit": f"{limits.output_bytes} bytes of output"}
+            "limit": f"{limits.output_bytes} bytes of output"}
     if status == "exception" and frame.get("exc_type") == "MemoryError":
         return "memory_limit_exceeded", _exc(frame) | {
-                "limit": f"{limits.memory_mb} MiB of memory"}
+            "limit": f"{limits.memory_mb} MiB of memory"}
     if run.frame is None:
         if run.signal == signal.SIGKILL:
             return "memory_limit_exceeded", {
-                    "limit": f"{limits.memory_mb} MiB of memory",
-                    "reason": "the program was killed (out of memory)"}
+                "limit": f"{limits.memory_mb} MiB of memory",
+                "reason": "the program was killed (out of memory)"}
         tail = run.stderr_tail.strip().splitlines()[-3:]
         why = (f"killed by {_signal_name(run.signal)}" if run.signal else
-                      f"exited with code {run.exit_code} before finishing")
+               f"exited with code {run.exit_code} before finishing")
         detail = f"The program {why}." + ("\n" + "\n".join(tail) if tail else "")
         return "runtime_error", {"reason": detail}
     if status == "compile_error":
@@ -99,8 +99,8 @@ def judge_run(run: RunResult, *, functional: bool, expected: str,
         return "runtime_error", _exc(frame)
     if status == "bad_value":
         return "wrong_answer", {"actual": "<" + frame.get("exc_msg", "") + ">",
-                                                        "reason": "the return value is not a plain "
-                                                                            "list/dict/str/number/bool/None"}
+                                "reason": "the return value is not a plain "
+                                          "list/dict/str/number/bool/None"}
     if status != "ok":
         return "runtime_error", {"reason": f"unexpected harness status {status!r}"}
     if functional:
@@ -111,7 +111,7 @@ def judge_run(run: RunResult, *, functional: bool, expected: str,
         if ok:
             return "accepted", {}
         return "wrong_answer", {"actual": json.dumps(value, default=repr)
-                                                        if _jsonable(value) else repr(value)}
+                                if _jsonable(value) else repr(value)}
     actual = run.stdout.decode("utf-8", "replace")
     ok, reason = compare.compare_stdout(actual, expected)
     if ok:
@@ -129,21 +129,21 @@ def _jsonable(value) -> bool:
 
 def _exc(frame: dict) -> dict:
     return {"exc_type": str(frame.get("exc_type", "")),
-                    "exc_msg": str(frame.get("exc_msg", "")),
-                    "frames": [f for f in frame.get("frames", [])
-                                          if isinstance(f, list) and len(f) == 3]}
+            "exc_msg": str(frame.get("exc_msg", "")),
+            "frames": [f for f in frame.get("frames", [])
+                       if isinstance(f, list) and len(f) == 3]}
 
 
 def _result(problem: Problem, verdict: str, passed: int, total: int,
-                        critique: str) -> dict:
+            critique: str) -> dict:
     ok = verdict == "accepted"
     return {"question_id": problem.question_id, "passed": ok,
-                    "reward": 1.0 if ok else 0.0, "verdict": verdict,
-                    "tests_passed": passed, "tests_total": total, "critique": critique}
+            "reward": 1.0 if ok else 0.0, "verdict": verdict,
+            "tests_passed": passed, "tests_total": total, "critique": critique}
 
 
 def grade(problem: Problem, completion: str, *, limits: Limits | None = None,
-                    sandbox: Sandbox | None = None, slot: int = 0) -> dict:
+          sandbox: Sandbox | None = None, slot: int = 0) -> dict:
     """Grades `completion` on `problem`: question_id, passed, reward, verdict,
     tests_passed, tests_total, critique."""
     if isinstance(limits, dict):
@@ -155,30 +155,30 @@ def grade(problem: Problem, completion: str, *, limits: Limits | None = None,
     code = extract_code(completion)
     if code is None:
         return _result(problem, "no_code", 0, total, critique_text(
-                verdict="no_code", tests_passed=0, tests_total=total, failure=None))
+            verdict="no_code", tests_passed=0, tests_total=total, failure=None))
     message = _program_compiles(code)
     if message:
         return _result(problem, "compile_error", 0, total, critique_text(
-                verdict="compile_error", tests_passed=0, tests_total=total,
-                failure=None, compile_message=message))
+            verdict="compile_error", tests_passed=0, tests_total=total,
+            failure=None, compile_message=message))
     n_public = len(problem.public_tests)
     for index, test in enumerate(tests):
         functional = test.testtype == "functional"
         run = sandbox.run(
-                code, mode=test.testtype, slot=slot, limits=limits,
-                stdin="" if functional else test.input,
-                args=compare.parse_args(test.input) if functional else None,
-                func_name=problem.func_name)
+            code, mode=test.testtype, slot=slot, limits=limits,
+            stdin="" if functional else test.input,
+            args=compare.parse_args(test.input) if functional else None,
+            func_name=problem.func_name)
         verdict, details = judge_run(run, functional=functional,
-                                                                  expected=test.output, limits=limits)
+                                     expected=test.output, limits=limits)
         if verdict == "accepted":
             continue
         failure = Failure(verdict=verdict, test_index=index,
-                                            hidden=index >= n_public, test_input=test.input,
-                                            expected=test.output, **details)
+                          hidden=index >= n_public, test_input=test.input,
+                          expected=test.output, **details)
         return _result(problem, verdict, index, total, critique_text(
-                verdict=verdict, tests_passed=index, tests_total=total,
-                failure=failure))
+            verdict=verdict, tests_passed=index, tests_total=total,
+            failure=failure))
     return _result(problem, "accepted", total, total, critique_text(
-            verdict="accepted", tests_passed=total, tests_total=total,
-            failure=None))
+        verdict="accepted", tests_passed=total, tests_total=total,
+        failure=None))

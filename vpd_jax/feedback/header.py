@@ -19,12 +19,12 @@ import importlib
 
 # Order matters: it is LiveCodeBench's `import_string`.
 STAR_MODULES = ("string", "re", "datetime", "collections", "heapq", "bisect",
-                                "copy", "math", "random", "statistics", "itertools",
-                                "functools", "operator", "io", "sys", "json", "builtins",
-                                "typing")
+                "copy", "math", "random", "statistics", "itertools",
+                "functools", "operator", "io", "sys", "json", "builtins",
+                "typing")
 PLAIN_MODULES = ("string", "re", "datetime", "collections", "heapq", "bisect",
-                                  "copy", "math", "random", "statistics", "itertools",
-                                  "functools", "operator", "io", "sys", "json")
+                 "copy", "math", "random", "statistics", "itertools",
+                 "functools", "operator", "io", "sys", "json")
 # LiveCodeBench ends its header with sys.setrecursionlimit(50000).
 RECURSION_LIMIT = 50000
 # Names that `site` adds to builtins; the sandbox runs with -S, so they are

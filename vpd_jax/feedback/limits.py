@@ -35,16 +35,16 @@ class Limits:
         unknown = set(data) - fields
         if unknown:
             raise ValueError(f"unknown limit(s) {sorted(unknown)}; known: "
-                                              f"{sorted(fields)}")
+                             f"{sorted(fields)}")
         return cls(**data)
 
     def harness_json(self) -> dict:
         """What the harness sets with setrlimit (integers, bytes)."""
         return {
-                "cpu_s": max(1, int(-(-self.time_s // 1))),  # RLIMIT_CPU has 1 s steps
-                "memory_bytes": int(self.memory_mb) << 20,
-                "output_bytes": int(self.output_bytes),
-                "nproc": int(self.nproc),
-                "nofile": int(self.nofile),
-                "stack_bytes": int(self.stack_mb) << 20,
+            "cpu_s": max(1, int(-(-self.time_s // 1))),  # RLIMIT_CPU has 1 s steps
+            "memory_bytes": int(self.memory_mb) << 20,
+            "output_bytes": int(self.output_bytes),
+            "nproc": int(self.nproc),
+            "nofile": int(self.nofile),
+            "stack_bytes": int(self.stack_mb) << 20,
         }

@@ -30,7 +30,7 @@ MAX_DECOMPRESSED_BYTES = 1 << 30
 
 _REQUIRED_FIELDS = ("question_id", "question_content", "public_test_cases")
 _TEXT_FIELDS = ("question_title", "question_content", "starter_code",
-                                "platform", "difficulty", "contest_date")
+                "platform", "difficulty", "contest_date")
 
 
 class ProblemFormatError(ValueError):
@@ -48,7 +48,7 @@ class TestCase:
 
     def to_json(self) -> dict[str, str]:
         return {"input": self.input, "output": self.output,
-                        "testtype": self.testtype}
+                "testtype": self.testtype}
 
 
 @dataclasses.dataclass
@@ -77,16 +77,16 @@ class Problem:
         if self.func_name is not None:
             metadata["func_name"] = self.func_name
         return {
-                "question_id": self.question_id,
-                "question_title": self.question_title,
-                "question_content": self.question_content,
-                "starter_code": self.starter_code,
-                "platform": self.platform,
-                "difficulty": self.difficulty,
-                "contest_date": self.contest_date,
-                "public_test_cases": json.dumps([t.to_json() for t in self.public_tests]),
-                "private_test_cases": json.dumps([t.to_json() for t in self.private_tests]),
-                "metadata": json.dumps(metadata),
+            "question_id": self.question_id,
+            "question_title": self.question_title,
+            "question_content": self.question_content,
+            "starter_code": self.starter_code,
+            "platform": self.platform,
+            "difficulty": self.difficulty,
+            "contest_date": self.contest_date,
+            "public_test_cases": json.dumps([t.to_json() for t in self.public_tests]),
+            "private_test_cases": json.dumps([t.to_json() for t in self.private_tests]),
+            "metadata": json.dumps(metadata),
         }
 
 
@@ -95,7 +95,7 @@ class _StringsOnlyUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         raise pickle.UnpicklingError(
-                f"global {module}.{name} is not allowed in private test cases")
+            f"global {module}.{name} is not allowed in private test cases")
 
 
 def _decode_pickled_tests(text: str) -> str:
@@ -105,7 +105,7 @@ def _decode_pickled_tests(text: str) -> str:
     data = inflater.decompress(raw, MAX_DECOMPRESSED_BYTES)
     if inflater.unconsumed_tail:
         raise ValueError(
-                f"decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes")
+            f"decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes")
     value = _StringsOnlyUnpickler(io.BytesIO(data)).load()
     if not isinstance(value, str):
         raise ValueError(f"pickle holds a {type(value).__name__}, expected str")
@@ -123,7 +123,7 @@ def _where(source: str, row_index: int, field: str) -> str:
 
 
 def _parse_tests(value: Any, *, source: str, row_index: int, field: str,
-                                  allow_pickle: bool) -> list[TestCase]:
+                 allow_pickle: bool) -> list[TestCase]:
     where = _where(source, row_index, field)
     if value is None or value == "":
         return []
@@ -133,30 +133,30 @@ def _parse_tests(value: Any, *, source: str, row_index: int, field: str,
             try:
                 text = _decode_pickled_tests(text)
             except (ValueError, binascii.Error, zlib.error, pickle.UnpicklingError,
-                            EOFError, UnicodeError) as e:
+                    EOFError, UnicodeError) as e:
                 raise ProblemFormatError(
-                        f"{where}: neither a JSON list nor base64(zlib(pickle)) "
-                        f"tests: {e}") from None
+                    f"{where}: neither a JSON list nor base64(zlib(pickle)) "
+                    f"tests: {e}") from None
         try:
             value = json.loads(text)
         except json.JSONDecodeError as e:
             raise ProblemFormatError(f"{where}: invalid JSON: {e}") from None
     if not isinstance(value, list):
         raise ProblemFormatError(
-                f"{where}: expected a list of tests, got {type(value).__name__}")
+            f"{where}: expected a list of tests, got {type(value).__name__}")
     tests = []
     for i, item in enumerate(value):
         if not isinstance(item, dict):
             raise ProblemFormatError(
-                    f"{where}[{i}]: expected an object, got {type(item).__name__}")
+                f"{where}[{i}]: expected an object, got {type(item).__name__}")
         for key in ("input", "output", "testtype"):
             if not isinstance(item.get(key), str):
                 raise ProblemFormatError(
-                        f"{where}[{i}].{key}: missing or not a string")
+                    f"{where}[{i}].{key}: missing or not a string")
         if item["testtype"] not in TESTTYPES:
             raise ProblemFormatError(
-                    f"{where}[{i}].testtype: {item['testtype']!r} is not one of "
-                    f"{TESTTYPES}")
+                f"{where}[{i}].testtype: {item['testtype']!r} is not one of "
+                f"{TESTTYPES}")
         tests.append(TestCase(item["input"], item["output"], item["testtype"]))
     return tests
 
@@ -172,17 +172,17 @@ def _parse_metadata(value: Any, *, source: str, row_index: int) -> dict:
             raise ProblemFormatError(f"{where}: invalid JSON: {e}") from None
     if not isinstance(value, dict):
         raise ProblemFormatError(
-                f"{where}: expected an object, got {type(value).__name__}")
+            f"{where}: expected an object, got {type(value).__name__}")
     return value
 
 
 def parse_problem_row(row: dict, source: str = "<row>",
-                                            row_index: int = 0) -> Problem:
+                      row_index: int = 0) -> Problem:
     """Builds a Problem from one LiveCodeBench row; errors name source/row/field."""
     if not isinstance(row, dict):
         raise ProblemFormatError(
-                f"{source}: row {row_index}: expected a JSON object, got "
-                f"{type(row).__name__}")
+            f"{source}: row {row_index}: expected a JSON object, got "
+            f"{type(row).__name__}")
     for field in _REQUIRED_FIELDS:
         if field not in row:
             raise ProblemFormatError(f"{_where(source, row_index, field)}: missing")
@@ -193,42 +193,42 @@ def parse_problem_row(row: dict, source: str = "<row>",
             value = ""
         if not isinstance(value, str):
             raise ProblemFormatError(
-                    f"{_where(source, row_index, field)}: expected a string, got "
-                    f"{type(value).__name__}")
+                f"{_where(source, row_index, field)}: expected a string, got "
+                f"{type(value).__name__}")
         text[field] = value
     question_id = row["question_id"]
     if isinstance(question_id, int) and not isinstance(question_id, bool):
         question_id = str(question_id)
     if not isinstance(question_id, str) or not question_id:
         raise ProblemFormatError(
-                f"{_where(source, row_index, 'question_id')}: expected a non-empty "
-                f"string")
+            f"{_where(source, row_index, 'question_id')}: expected a non-empty "
+            f"string")
     public = _parse_tests(row["public_test_cases"], source=source,
-                                                row_index=row_index, field="public_test_cases",
-                                                allow_pickle=False)
+                          row_index=row_index, field="public_test_cases",
+                          allow_pickle=False)
     private = _parse_tests(row.get("private_test_cases"), source=source,
-                                                  row_index=row_index, field="private_test_cases",
-                                                  allow_pickle=True)
+                           row_index=row_index, field="private_test_cases",
+                           allow_pickle=True)
     metadata = _parse_metadata(row.get("metadata"), source=source,
-                                                          row_index=row_index)
+                               row_index=row_index)
     func_name = metadata.get("func_name") or None
     if func_name is not None and not (isinstance(func_name, str)
-                                                                        and func_name.isidentifier()):
+                                      and func_name.isidentifier()):
         raise ProblemFormatError(
-                f"{_where(source, row_index, 'metadata')}: func_name {func_name!r} "
-                f"is not a Python identifier")
+            f"{_where(source, row_index, 'metadata')}: func_name {func_name!r} "
+            f"is not a Python identifier")
     kinds = {t.testtype for t in public + private}
     if func_name is None and "functional" in kinds:
         raise ProblemFormatError(
-                f"{_where(source, row_index, 'metadata')}: functional tests need "
-                f"metadata.func_name")
+            f"{_where(source, row_index, 'metadata')}: functional tests need "
+            f"metadata.func_name")
     if not public and not private:
         raise ProblemFormatError(
-                f"{_where(source, row_index, 'public_test_cases')}: the problem has "
-                f"no tests at all")
+            f"{_where(source, row_index, 'public_test_cases')}: the problem has "
+            f"no tests at all")
     return Problem(question_id=question_id, public_tests=public,
-                                  private_tests=private, func_name=func_name,
-                                  metadata=metadata, **text)
+                   private_tests=private, func_name=func_name,
+                   metadata=metadata, **text)
 
 
 def load_problems(path) -> list[Problem]:
@@ -243,7 +243,7 @@ def load_problems(path) -> list[Problem]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ProblemFormatError(
-                        f"{source}: row {index}: invalid JSON: {e}") from None
+                    f"{source}: row {index}: invalid JSON: {e}") from None
             problems.append(parse_problem_row(row, source=source, row_index=index))
     return problems
 

@@ -3,16 +3,19 @@
 Two isolation modes, chosen once per process (`detect_mode`):
 
 * `bwrap`: bubblewrap with every namespace unshared (no network, new PID
-    namespace so the whole tree dies with it, private /tmp as a small tmpfs),
-    the system and the interpreter bound read-only, nothing else of the host
-    visible, all capabilities dropped, and `--die-with-parent`.
+  namespace so the whole tree dies with it, private /tmp as a small tmpfs),
+  the system and the interpreter bound read-only, nothing else of the host
+  visible, all capabilities dropped, `--die-with-parent`, and a seccomp
+  filter that refuses new processes (seccomp.py: as root, RLIMIT_NPROC does
+  not bind, so this is what stops a fork bomb).
 * `fallback` (no working bubblewrap): a new session (process group), rlimits,
-    a private temp dir as the working directory, an audit hook in the harness
-    refusing sockets and ctypes, and, when the grader runs as root, a uid of
-    its own per worker slot: the program cannot write outside world-writable
-    places, signal the grader, or raise its limits, and every process it left
-    is found by uid and killed after the test. Network isolation is only as
-    good as the audit hook there; use bwrap where the machine allows.
+  a private temp dir as the working directory, an audit hook in the harness
+  refusing sockets, ctypes and new processes (as LiveCodeBench's guard
+  does), and, when the grader runs as root, a uid of
+  its own per worker slot: the program cannot write outside world-writable
+  places, signal the grader, or raise its limits, and every process it left
+  is found by uid and killed after the test. Network isolation is only as
+  good as the audit hook there; use bwrap where the machine allows.
 
 `VPD_SANDBOX=bwrap|fallback` forces a mode (tests cover both). Limits are
 set by the harness on itself after exec (never inherited from a big parent
@@ -40,11 +43,11 @@ import tempfile
 import threading
 import time
 
-from vpd_jax.feedback import header
+from vpd_jax.feedback import header, seccomp
 from vpd_jax.feedback.limits import Limits
 
 HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                              "_harness.py")
+                       "_harness.py")
 MODES = ("bwrap", "fallback")
 # Fallback as root: slot uids start here, offset by the grader's pid so two
 # graders on one host never share a uid (and never kill each other's runs).
@@ -93,10 +96,11 @@ def _others_can_read(path: str) -> bool:
     return True
 
 
-# Fallback as root, interpreter under a directory the slot uid cannot enter
-# (pyenv in /root): the harness imports these before dropping privileges.
-_PRELOAD = tuple(sorted(set(header.STAR_MODULES + header.PLAIN_MODULES)
-                                                - {"builtins"})) + ("array", "decimal", "fractions")
+def _import_dirs() -> list[str]:
+    """Directories the sandboxed interpreter imports from."""
+    stdlib = os.path.dirname(os.__file__)
+    dirs = [stdlib, os.path.join(stdlib, "lib-dynload")] + _site_paths()
+    return [d for d in dirs if os.path.isdir(d)]
 
 
 def _bwrap_binds() -> list[str]:
@@ -118,22 +122,41 @@ def _bwrap_binds() -> list[str]:
 def _bwrap_prefix() -> list[str]:
     bwrap = shutil.which("bwrap") or "bwrap"
     return [bwrap, "--unshare-all", "--die-with-parent", "--new-session",
-                    "--cap-drop", "ALL", "--uid", "65534", "--gid", "65534",
-                    "--hostname", "sandbox", *_bwrap_binds(),
-                    "--ro-bind", HARNESS, "/run/harness.py",
-                    "--proc", "/proc", "--dev", "/dev",
-                    "--size", str(_TMP_SIZE), "--tmpfs", "/tmp", "--chdir", "/tmp"]
+            "--cap-drop", "ALL", "--uid", "65534", "--gid", "65534",
+            "--hostname", "sandbox", *_bwrap_binds(),
+            "--ro-bind", HARNESS, "/run/harness.py",
+            "--proc", "/proc", "--dev", "/dev",
+            "--size", str(_TMP_SIZE), "--tmpfs", "/tmp", "--chdir", "/tmp"]
+
+
+def _seccomp_file():
+    """The no-fork filter in a fresh memfd (bwrap reads it from its offset)."""
+    program = seccomp.no_fork_filter()
+    if program is None:
+        return None
+    fd = os.memfd_create("vpd-seccomp", os.MFD_CLOEXEC)
+    os.write(fd, program)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.fdopen(fd, "rb")
 
 
 def _bwrap_works() -> bool:
     if shutil.which("bwrap") is None:
         return False
+    filter_file = _seccomp_file()
+    fds = [filter_file.fileno()] if filter_file else []
+    extra = ["--seccomp", str(fds[0])] if fds else []
     try:
         probe = subprocess.run(
-                _bwrap_prefix() + [_interpreter(), "-I", "-S", "-c", "pass"],
-                stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
+            _bwrap_prefix() + extra + [_interpreter(), "-I", "-S", "-c",
+                                       "pass"],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=20,
+            pass_fds=fds)
     except (OSError, subprocess.TimeoutExpired):
         return False
+    finally:
+        if filter_file:
+            filter_file.close()
     return probe.returncode == 0
 
 
@@ -148,12 +171,12 @@ def detect_mode() -> str:
     if forced in MODES:
         if forced == "bwrap" and not _bwrap_works():
             raise RuntimeError("VPD_SANDBOX=bwrap but bubblewrap does not run here "
-                                                  "(install the Debian package 'bubblewrap', or unset "
-                                                  "VPD_SANDBOX to use the fallback)")
+                               "(install the Debian package 'bubblewrap', or unset "
+                               "VPD_SANDBOX to use the fallback)")
         return forced
     if forced != "auto":
         raise ValueError(f"VPD_SANDBOX={forced!r}; use one of auto, bwrap, "
-                                          f"fallback")
+                         f"fallback")
     with _MODE_LOCK:
         if _DETECTED is None:
             _DETECTED = "bwrap" if _bwrap_works() else "fallback"
@@ -246,17 +269,24 @@ class Sandbox:
         self._site = _site_paths()
         self._as_root = os.geteuid() == 0
         self._prefix = _bwrap_prefix() if self.mode == "bwrap" else []
-        # Only matters when the harness drops to a slot uid (fallback as root).
-        self._preload = (() if _others_can_read(os.path.dirname(os.__file__))
-                                          else _PRELOAD)
+        # Fallback as root drops to a slot uid, which may not be able to enter
+        # the interpreter's directories (pyenv under /root, mode 0700). The
+        # harness then imports through /proc/self/fd/N of directory fds opened
+        # here: a magic link reaches the directory without walking /root.
+        self._dir_fds: dict[str, int] = {}
+        if self.mode == "fallback" and self._as_root:
+            for d in _import_dirs():
+                if not _others_can_read(d):
+                    self._dir_fds[d] = os.open(
+                        d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def describe(self) -> str:
         if self.mode == "bwrap":
             return ("bwrap: namespaces (user, pid, net, ipc, uts), read-only "
-                            "system, private tmpfs /tmp, caps dropped, rlimits")
+                    "system, private tmpfs /tmp, caps dropped, rlimits")
         who = "a private uid per slot" if self._as_root else "the grader's uid"
         return (f"fallback (no bubblewrap): new session, rlimits, private temp "
-                        f"dir, audit hook against sockets/ctypes, {who}")
+                f"dir, audit hook against sockets/ctypes, {who}")
 
     def _slot_uid(self, slot: int) -> int | None:
         if self.mode != "fallback" or not self._as_root:
@@ -266,31 +296,34 @@ class Sandbox:
         return _UID_BASE + (os.getpid() % 4_000_000) * _UIDS_PER_PROCESS + slot
 
     def run(self, code: str, *, mode: str, stdin: str = "",
-                    args: list | None = None,
-                    func_name: str | None = None, limits: Limits | None = None,
-                    slot: int = 0) -> RunResult:
+            args: list | None = None,
+            func_name: str | None = None, limits: Limits | None = None,
+            slot: int = 0) -> RunResult:
         """Runs `code` on one test: stdin text (mode 'stdin') or parsed args."""
         limits = limits or self.limits
         uid = self._slot_uid(slot)
         token = secrets.token_hex(16)
         job = {"code": code, "mode": mode, "func_name": func_name, "args": list(args or []),
-                      "limits": limits.harness_json(), "token": token, "uid": uid,
-                      "preload": list(self._preload) if uid is not None else [],
-                      "audit_guard": self.mode == "fallback",
-                      "site_paths": list(self._site), "header_names": self._header,
-                      "recursion_limit": header.RECURSION_LIMIT}
+               "limits": limits.harness_json(), "token": token, "uid": uid,
+               "path_fds": dict(self._dir_fds) if uid is not None else {},
+               "audit_guard": self.mode == "fallback",
+               "site_paths": list(self._site), "header_names": self._header,
+               "recursion_limit": header.RECURSION_LIMIT}
         workdir = None
         if self.mode == "fallback":
             workdir = tempfile.mkdtemp(prefix="vpd-sandbox-")
             if uid is not None:
                 os.chown(workdir, uid, uid)
         files = [_temp_file(stdin.encode() if mode == "stdin" else b""),
-                          _temp_file(), _temp_file(), _temp_file(marshal.dumps(job)),
-                          _temp_file()]
+                 _temp_file(), _temp_file(), _temp_file(marshal.dumps(job)),
+                 _temp_file()]
         f_in, f_out, f_err, f_job, f_res = files
+        filter_file = _seccomp_file() if self.mode == "bwrap" else None
+        if filter_file is not None:
+            files.append(filter_file)
         try:
             result = self._spawn_and_wait(f_in, f_out, f_err, f_job, f_res,
-                                                                        workdir, limits)
+                                          filter_file, workdir, limits)
             stdout, size = _read_capped(f_out, limits.output_bytes)
             result.stdout, result.stdout_bytes = stdout, size
             result.stderr_tail = _tail(f_err, _STDERR_TAIL)
@@ -305,26 +338,34 @@ class Sandbox:
             if workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
 
-    def _command(self, job_fd: int, res_fd: int) -> list[str]:
+    def _command(self, job_fd: int, res_fd: int,
+                 seccomp_fd: int | None) -> list[str]:
         harness = "/run/harness.py" if self.mode == "bwrap" else HARNESS
-        return self._prefix + [self._python, "-I", "-S", "-B", harness,
-                                                      str(job_fd), str(res_fd)]
+        prefix = list(self._prefix)
+        if seccomp_fd is not None:
+            prefix += ["--seccomp", str(seccomp_fd)]
+        return prefix + [self._python, "-I", "-S", "-B", harness,
+                         str(job_fd), str(res_fd)]
 
     def _env(self, workdir: str | None) -> dict[str, str]:
         home = workdir or "/tmp"
         return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
-                        "HOME": home, "TMPDIR": home, "PYTHONIOENCODING": "utf-8",
-                        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                        "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
+                "HOME": home, "TMPDIR": home, "PYTHONIOENCODING": "utf-8",
+                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
 
-    def _spawn_and_wait(self, f_in, f_out, f_err, f_job, f_res, workdir,
-                                            limits: Limits) -> RunResult:
+    def _spawn_and_wait(self, f_in, f_out, f_err, f_job, f_res, filter_file,
+                        workdir, limits: Limits) -> RunResult:
         job_fd, res_fd = f_job.fileno(), f_res.fileno()
+        fds = [job_fd, res_fd, *self._dir_fds.values()]
+        seccomp_fd = filter_file.fileno() if filter_file is not None else None
+        if seccomp_fd is not None:
+            fds.append(seccomp_fd)
         start = time.perf_counter()
         proc = subprocess.Popen(
-                self._command(job_fd, res_fd), stdin=f_in, stdout=f_out,
-                stderr=f_err, pass_fds=(job_fd, res_fd), cwd=workdir,
-                env=self._env(workdir), start_new_session=True)
+            self._command(job_fd, res_fd, seccomp_fd), stdin=f_in,
+            stdout=f_out, stderr=f_err, pass_fds=fds, cwd=workdir,
+            env=self._env(workdir), start_new_session=True)
         timed_out = False
         try:
             pidfd = os.pidfd_open(proc.pid)
@@ -360,8 +401,8 @@ class Sandbox:
             if self.mode == "bwrap" and exit_code > 128:
                 sig = exit_code - 128  # bwrap reports its child's signal this way
         return RunResult(stdout=b"", stdout_bytes=0, stderr_tail="", frame=None,
-                                          exit_code=exit_code, signal=sig, timed_out=timed_out,
-                                          cpu_s=cpu_s, wall_s=wall)
+                         exit_code=exit_code, signal=sig, timed_out=timed_out,
+                         cpu_s=cpu_s, wall_s=wall)
 
 
 def _reap(proc: subprocess.Popen) -> tuple[int, float]:
