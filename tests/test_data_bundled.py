@@ -65,17 +65,8 @@ def _wrong(problem):
 @pytest.fixture(scope="module")
 def feedback_client():
     from vpd_jax import feedback
-    if not hasattr(feedback, "start_server"):
-        pytest.fail("vpd_jax.feedback.start_server is missing: the feedback "
-                    "server is needed to check the reference solutions")
-    server = feedback.start_server()
-    try:
+    with feedback.start_server(workers=2) as server:
         yield server.client()
-    finally:
-        for stop in ("close", "stop", "shutdown"):
-            if hasattr(server, stop):
-                getattr(server, stop)()
-                break
 
 
 def test_reference_solutions_pass_and_wrong_ones_fail(feedback_client):
