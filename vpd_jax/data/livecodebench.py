@@ -39,6 +39,8 @@ class LiveCodeBenchConfig(tfds.core.BuilderConfig):
     end_date: str = ""  # keep contest_date < this; "" = no bound
     # contest_date >= this goes to "test"; "" = the newest file is "test".
     test_start_date: str = ""
+    # TFDS reuses files built under the same config name: give a custom
+    # window its own name rather than editing the fields of an old one.
 
 
 def _release_config(name: str) -> LiveCodeBenchConfig:
@@ -74,7 +76,14 @@ class Livecodebench(LocalBuilder):
             raise FileNotFoundError(
                 f"livecodebench/{config.name}: missing {missing}. "
                 + self.MANUAL_DOWNLOAD_INSTRUCTIONS)
-        train, test = [], []
+        # Each split streams the files again rather than holding every
+        # problem in memory: decoded private tests of a full release run to
+        # gigabytes.
+        return {"train": self._generate_examples(paths, "train"),
+                "test": self._generate_examples(paths, "test")}
+
+    def _generate_examples(self, paths, split):
+        config = self.builder_config
         for file_index, path in enumerate(paths):
             newest = file_index == len(paths) - 1
             for key, problem in _read_file(path):
@@ -85,13 +94,8 @@ class Livecodebench(LocalBuilder):
                     continue
                 in_test = (date >= config.test_start_date
                            if config.test_start_date else newest)
-                (test if in_test else train).append((key, problem))
-        return {"train": self._generate_examples(train),
-                "test": self._generate_examples(test)}
-
-    def _generate_examples(self, items):
-        for key, problem in items:
-            yield key, code_records.problem_to_record(problem)
+                if in_test == (split == "test"):
+                    yield key, code_records.problem_to_record(problem)
 
 
 def _read_file(path):
