@@ -179,3 +179,13 @@ def test_problem_errors_are_value_errors():
     # Callers catch one family: both error types are ValueErrors.
     assert issubclass(ProblemFormatError, ValueError)
     assert issubclass(data.DataFormatError, ValueError)
+
+
+def test_sciknoweval_domain_names_are_normalized():
+    config = sciknoweval.SciKnowEvalConfig(name="t", domains=("Materials",))
+    row = {"question": "q", "choices": {"label": ["A", "B"], "text": ["x", "y"]},
+           "answerKey": "B", "type": "mcq-2-choices", "domain": "Material",
+           "details": {"level": "L3", "task": "t1"}}
+    record = sciknoweval.parse_row(row, "m.jsonl", 0, config)
+    assert record["domain"] == "material" and record["answer_key"] == "B"
+    assert sciknoweval.parse_row({**row, "domain": "Physics"}, "m.jsonl", 1, config) is None

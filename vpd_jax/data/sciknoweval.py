@@ -25,6 +25,12 @@ DOMAINS = ("biology", "chemistry", "material", "physics")
 CHOICE_TYPES = ("mcq-4-choices", "mcq-2-choices", "true_or_false")
 
 
+def normalize_domain(name: str) -> str:
+    """Lower case, and "Materials" and "Material" as one domain name."""
+    name = name.strip().lower()
+    return "material" if name == "materials" else name
+
+
 @dataclasses.dataclass(eq=False)
 class SciKnowEvalConfig(tfds.core.BuilderConfig):
     levels: tuple[str, ...] = ("L3",)  # details.level values kept
@@ -127,9 +133,10 @@ def parse_row(row: Any, source: str, index: int,
     if not isinstance(details, dict):
         raise DataFormatError(f"{where(source, index, 'details')}: expected an object")
     level = str(details.get("level", ""))
-    domain = str(row.get("domain", "")).lower()
+    domain = normalize_domain(str(row.get("domain", "")))
     qtype = str(row.get("type", ""))
-    if (level not in config.levels or domain not in config.domains
+    if (level not in config.levels
+            or domain not in {normalize_domain(d) for d in config.domains}
             or qtype not in config.types):
         return None
     question = _field(row, "question", source, index)
