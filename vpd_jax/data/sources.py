@@ -32,7 +32,8 @@ class ExampleSource(Sequence):
             return [self[i] for i in range(*index.indices(len(self)))]
         if not -len(self) <= index < len(self):
             raise IndexError(f"{self.name}: index {index} out of range [0, {len(self)})")
-        return self._decode(self._records[index], index % len(self))
+        index %= len(self)
+        return self._decode(self._records[index], index)
 
     def __repr__(self) -> str:
         return f"ExampleSource({self.name!r}, {len(self)} examples)"

@@ -10,6 +10,7 @@ config names a task and its options and never a builder class.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -112,13 +113,13 @@ def load_task(name: str, **options: Any) -> Task:
                "sciknoweval": _load_sciknoweval}
     if name not in loaders:
         raise ValueError(f"unknown task {name!r}: use one of {sorted(loaders)}")
+    loader = loaders[name]
     try:
-        return loaders[name](**options)
+        inspect.signature(loader).bind(**options)
     except TypeError as e:
-        if "argument" not in str(e):
-            raise
-        raise TypeError(f"load_task({name!r}): {e}; see load_task's docstring "
-                        "for the options of each task") from None
+        raise TypeError(f"load_task({name!r}): {e}; see load_task's docstring for "
+                        "the options of each task") from None
+    return loader(**options)
 
 
 def _load_bundled(use_tfds: bool = False, data_dir: str | None = None) -> Task:
