@@ -36,7 +36,12 @@ def _default_shard() -> tuple[int, int]:
 
 
 class ExampleIterator:
-    """Yields `batch_size` Examples per call from this host's shard."""
+    """Yields `batch_size` Examples per call from this host's shard.
+
+    `batch_size` is this host's share of the global prompt batch (global
+    prompts per step / process count); the trainer repeats each prompt for
+    its G samples.
+    """
 
     def __init__(self, source: Sequence[Example], batch_size: int, seed: int = 0,
                  shard_index: int | None = None, shard_count: int | None = None):
