@@ -111,6 +111,18 @@ def test_every_k_keeps_last_n_and_final_force(tmp_path):
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["8", "9"]
 
 
+def test_state_can_be_donated_right_after_async_save(tmp_path):
+    """The trainer donates the state to the next step: the save must not need it."""
+    state = make_state(4.0)
+    with Checkpointer(tmp_path, fingerprint=FP, save_every=1, handle_sigterm=False) as ck:
+        assert ck.maybe_save(1, state)
+        for leaf in jax.tree.leaves(state):
+            leaf.delete()  # What donation does to the buffers.
+    with Checkpointer(tmp_path, fingerprint=FP, save_every=1, handle_sigterm=False) as ck:
+        restored = ck.restore_latest(abstract(make_state(0)))
+    assert_same(restored.state, make_state(4.0))
+
+
 def test_restore_onto_new_mesh_with_other_shardings(tmp_path):
     """Saved from one device; restored straight onto a 2x2x2 mesh, and back."""
     dev0 = jax.devices()[0]
@@ -276,7 +288,8 @@ SIGTERM_SCRIPT = textwrap.dedent("""
 def test_sigterm_saves_at_next_step_and_exits_cleanly(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(SIGTERM_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    pythonpath = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": pythonpath, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "run")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

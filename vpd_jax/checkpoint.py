@@ -94,6 +94,54 @@ def state_signature(tree: Any) -> dict[str, str]:
     }
 
 
+def _is_key(x: Any) -> bool:
+    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _path_names(tree: Any) -> list[str]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return ["/".join(_key_name(k) for k in path) for path, _ in leaves]
+
+
+def _keys_as_data(tree: Any) -> tuple[Any, dict[str, str]]:
+    """Typed PRNG keys -> their uint32 data, plus {path: impl name}.
+
+    Orbax before ~0.11.30 cannot restore typed keys; raw key data works in
+    every version and keeps the files readable without JAX's key types.
+    Works on arrays and on abstract (ShapeDtypeStruct) targets.
+    """
+    impls = {
+        name: str(jax.random.key_impl(x))
+        for name, x in zip(_path_names(tree), jax.tree.leaves(tree))
+        if _is_key(x) and isinstance(x, jax.Array)
+    }
+
+    def to_data(x: Any) -> Any:
+        if not _is_key(x):
+            return x
+        if isinstance(x, jax.Array):
+            return jax.random.key_data(x)
+        data = jax.eval_shape(jax.random.key_data, x)
+        # The extra trailing dim of key data is unsharded: the key's own
+        # sharding (a spec over the leading dims) still applies.
+        return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=getattr(x, "sharding", None))
+
+    return jax.tree.map(to_data, tree), impls
+
+
+def _wrap_keys(restored: Any, target: Any, impls: Mapping[str, str]) -> Any:
+    """Inverse of `_keys_as_data` for the leaves where `target` holds a key."""
+    names = iter(_path_names(target))
+
+    def wrap(data: Any, like: Any) -> Any:
+        name = next(names)
+        if not _is_key(like):
+            return data
+        return jax.random.wrap_key_data(data, impl=impls.get(name, "threefry2x32"))
+
+    return jax.tree.map(wrap, restored, target)
+
+
 def abstract_state(shapes: Any, shardings: Any = None) -> Any:
     """ShapeDtypeStructs with shardings: the restore target for a new mesh.
 
@@ -108,6 +156,30 @@ def abstract_state(shapes: Any, shardings: Any = None) -> Any:
     return jax.tree.map(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, shardings
     )
+
+
+def _fill_shardings(target: Any) -> Any:
+    """Gives target leaves without a sharding the first local device.
+
+    Without a sharding Orbax would reuse the one saved in the checkpoint,
+    which names devices of the old topology. On several processes there is
+    no sensible default, so a missing sharding is an error there.
+    """
+
+    def fill(name: str, x: Any) -> Any:
+        if getattr(x, "sharding", None) is not None:
+            return x
+        if jax.process_count() > 1:
+            raise ValueError(
+                f"Restore target leaf {name!r} has no sharding; with several processes "
+                "every leaf needs one: build the target with "
+                "abstract_state(shapes, shardings)."
+            )
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
+
+    names = iter(_path_names(target))
+    return jax.tree.map(lambda x: fill(next(names), x), target)
 
 
 def _json_roundtrip(value: Any, what: str) -> Any:
@@ -185,10 +257,9 @@ class Checkpointer:
     # ---- preemption -------------------------------------------------------
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
-        # Only set a flag: see the module docstring for why no save here.
+        # Only set a flag: see the module docstring for why no save here. The
+        # previous handler is not chained: if it exited, the save would be lost.
         self._preempt.set()
-        if callable(self._previous_handler):
-            self._previous_handler(signum, frame)
 
     def request_preemption(self) -> None:
         """What the SIGTERM handler does; for other signals or tests."""
@@ -235,11 +306,13 @@ class Checkpointer:
         if not self._checked_signature:
             self._check_signature(signature)
         host = _json_roundtrip(dict(host_state or {}), "host_state")
-        meta = {"format": _META_FORMAT, "fingerprint": self.fingerprint, "signature": signature}
+        data, key_impls = _keys_as_data(state)
+        meta = {"format": _META_FORMAT, "fingerprint": self.fingerprint,
+                "signature": signature, "key_impls": key_impls}
         self._manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
+                state=ocp.args.StandardSave(data),
                 host=ocp.args.JsonSave(host),
                 meta=ocp.args.JsonSave(meta),
             ),
@@ -265,6 +338,7 @@ class Checkpointer:
         self._manager.reload()
         steps = sorted(self._manager.all_steps(), reverse=True)
         expected = state_signature(target)
+        filled = _fill_shardings(target)
         failures: list[tuple[int, Exception]] = []
         for step in steps:
             try:
@@ -273,7 +347,7 @@ class Checkpointer:
                 out = self._manager.restore(
                     step,
                     args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(target),
+                        state=ocp.args.StandardRestore(_keys_as_data(filled)[0]),
                         host=ocp.args.JsonRestore(),
                     ),
                 )
@@ -289,7 +363,8 @@ class Checkpointer:
             self._quarantine([s for s, _ in failures])
             self._checked_signature = True
             self._last_saved = step
-            return Restored(step=step, state=out["state"], host_state=dict(out["host"] or {}))
+            state = _wrap_keys(out["state"], target, meta.get("key_impls", {}))
+            return Restored(step=step, state=state, host_state=dict(out["host"] or {}))
         if failures:
             step, err = failures[0]
             raise RuntimeError(
