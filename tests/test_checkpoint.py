@@ -307,6 +307,7 @@ def test_sigterm_saves_at_next_step_and_exits_cleanly(tmp_path):
         restored = ck.restore_latest(target)
     assert restored.step == step
     assert restored.host_state == {"data": {"position": step}}
+    assert restored.all_host_states == [restored.host_state]
     np.testing.assert_array_equal(restored.state["w"], np.full((16,), float(step)))
     assert int(restored.state["step"]) == step
 
@@ -319,3 +320,71 @@ def test_sigterm_handler_is_restored_on_close(tmp_path):
     assert ck.preemption_requested
     ck.close()
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+MULTIPROCESS_SCRIPT = textwrap.dedent("""
+    import os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    rank, port, workdir, phase = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=rank)
+    from vpd_jax.checkpoint import Checkpointer
+
+    mesh = Mesh(np.array(jax.devices()).reshape(2, 2), ("data", "fsdp"))  # 4 devices, 2 hosts
+    full = np.arange(32, dtype=np.float32).reshape(8, 4)
+    ck = Checkpointer(workdir, fingerprint={"model": "mp"}, save_every=2)
+    if phase == "save":
+        w = jax.make_array_from_callback(full.shape, NamedSharding(mesh, P("data", "fsdp")),
+                                         lambda idx: full[idx])
+        assert ck.maybe_save(2, {"w": w}, {"data": {"shard_index": rank, "position": 10 + rank}})
+    else:
+        sharding = NamedSharding(mesh, P("fsdp", None))
+        r = ck.restore_latest({"w": jax.ShapeDtypeStruct((8, 4), jnp.float32, sharding=sharding)})
+        assert r.step == 2 and r.state["w"].sharding == sharding
+        for shard in r.state["w"].addressable_shards:
+            np.testing.assert_array_equal(np.asarray(shard.data), full[shard.index])
+        assert r.host_state == {"data": {"shard_index": rank, "position": 10 + rank}}, r.host_state
+    ck.close()
+    print("ok", flush=True)
+""")
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_save_together_and_restore_their_own_host_state(tmp_path, caplog):
+    """jax.distributed on localhost: both processes call save/restore (Orbax coordinates)."""
+    script = tmp_path / "worker.py"
+    script.write_text(MULTIPROCESS_SCRIPT)
+    pythonpath = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": pythonpath, "JAX_PLATFORMS": "cpu"}
+    for phase in ("save", "restore"):
+        port = str(_free_port())
+        procs = [subprocess.Popen([sys.executable, str(script), str(rank), port, str(tmp_path / "run"), phase],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                 for rank in (0, 1)]
+        try:
+            outs = [p.communicate(timeout=120)[0] for p in procs]
+        finally:
+            for p in procs:
+                p.kill()
+        for p, out in zip(procs, outs):
+            assert p.returncode == 0 and out.rstrip().endswith("ok"), out[-3000:]
+
+    # One process restoring a two-process checkpoint: arrays yes, host positions no.
+    target = {"w": jax.ShapeDtypeStruct((8, 4), jnp.float32)}
+    with caplog.at_level(logging.WARNING, logger=ckpt_lib.__name__):
+        with Checkpointer(tmp_path / "run", fingerprint={"model": "mp"}, save_every=2,
+                          handle_sigterm=False) as ck:
+            restored = ck.restore_latest(target)
+    np.testing.assert_array_equal(restored.state["w"], np.arange(32.0).reshape(8, 4))
+    assert restored.host_state is None
+    assert [h["data"]["position"] for h in restored.all_host_states] == [10, 11]
+    assert "written by 2 processes, this run has 1" in caplog.text

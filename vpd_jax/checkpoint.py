@@ -51,6 +51,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 log = logging.getLogger(__name__)
@@ -65,11 +66,18 @@ class CheckpointMismatchError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Restored:
-    """A restored checkpoint: `state` is on the target's shardings."""
+    """A restored checkpoint: `state` is on the target's shardings.
+
+    `host_state` is what this process passed to `save`; it is None when the
+    checkpoint was written by a different number of processes (a per-host
+    iterator position cannot be carried over then). `all_host_states` holds
+    every writer's, in process order.
+    """
 
     step: int
     state: Any
-    host_state: dict[str, Any]
+    host_state: dict[str, Any] | None
+    all_host_states: list[dict[str, Any]]
 
 
 def _key_name(entry: Any) -> str:
@@ -192,6 +200,24 @@ def _json_roundtrip(value: Any, what: str) -> Any:
         ) from err
 
 
+def _gather_host_states(host: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every process's host state in process order (a collective on pods).
+
+    Orbax writes JSON items from process 0 only, but each host has its own
+    data-iterator position (its shard of the prompts), so all are gathered.
+    """
+    if jax.process_count() == 1:
+        return [host]
+    from jax.experimental import multihost_utils
+
+    blob = np.frombuffer(json.dumps(host).encode(), np.uint8)
+    lengths = np.asarray(multihost_utils.process_allgather(np.array([blob.size], np.int32)))
+    padded = np.zeros(int(lengths.max()), np.uint8)
+    padded[: blob.size] = blob
+    rows = np.asarray(multihost_utils.process_allgather(padded))  # [processes, max_len]
+    return [json.loads(bytes(row[:n])) for row, n in zip(rows, lengths.reshape(-1))]
+
+
 class Checkpointer:
     """Saves every `save_every` steps and on preemption; restores the latest good one.
 
@@ -305,7 +331,7 @@ class Checkpointer:
         signature = state_signature(state)
         if not self._checked_signature:
             self._check_signature(signature)
-        host = _json_roundtrip(dict(host_state or {}), "host_state")
+        host = {"processes": _gather_host_states(_json_roundtrip(dict(host_state or {}), "host_state"))}
         data, key_impls = _keys_as_data(state)
         meta = {"format": _META_FORMAT, "fingerprint": self.fingerprint,
                 "signature": signature, "key_impls": key_impls}
@@ -364,7 +390,13 @@ class Checkpointer:
             self._checked_signature = True
             self._last_saved = step
             state = _wrap_keys(out["state"], target, meta.get("key_impls", {}))
-            return Restored(step=step, state=state, host_state=dict(out["host"] or {}))
+            hosts = list(out["host"]["processes"])
+            mine = hosts[jax.process_index()] if len(hosts) == jax.process_count() else None
+            if mine is None:
+                log.warning("Checkpoint step %d was written by %d processes, this run has %d: "
+                            "host state (data position) not restored.", step, len(hosts),
+                            jax.process_count())
+            return Restored(step=step, state=state, host_state=mine, all_host_states=hosts)
         if failures:
             step, err = failures[0]
             raise RuntimeError(
@@ -400,9 +432,12 @@ class Checkpointer:
     # ---- the "another model" check ---------------------------------------
 
     def _latest_meta(self) -> tuple[int, dict] | None:
-        """(step, meta) of the newest step whose metadata reads, else None."""
-        if not os.path.isdir(self.directory):
-            return None
+        """(step, meta) of the newest step whose metadata reads, else None.
+
+        No shortcut when the directory is missing: on a pod another process
+        may be creating it right now, and every process must run the same
+        sequence of Orbax barriers.
+        """
         # Orbax warns about every option a read-only manager ignores; that is
         # noise at each resume, so its logger is quieted while building it.
         absl_logger = logging.getLogger("absl")
