@@ -17,7 +17,9 @@ SUPPORTED_ARCHITECTURES = {
     "Qwen3ForCausalLM": "qwen3",
     "MistralForCausalLM": "llama",
 }
-SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
+# "freq_factors": per-frequency divisors stored as a tensor (llama.cpp's
+# `rope_freqs.weight`, how GGUF files carry llama3 scaling).
+SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "freq_factors")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,8 +174,9 @@ class ModelConfig:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "ModelConfig":
         d = dict(d)
-        if d.get("rope_scaling"):
-            d["rope_scaling"] = tuple(sorted(d["rope_scaling"].items()))
+        if d.get("rope_scaling"):  # JSON lists back to tuples: the config must stay hashable
+            d["rope_scaling"] = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                             for k, v in d["rope_scaling"].items()))
         d["eos_token_ids"] = tuple(d.get("eos_token_ids") or ())
         return cls(**d)
 

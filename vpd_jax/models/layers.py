@@ -45,6 +45,8 @@ def rope_inv_freq(config: ModelConfig) -> np.ndarray:
         blended = (1 - smooth) * scaled / factor + smooth * scaled
         medium = (wavelen >= old_ctx / hi) & (wavelen <= old_ctx / lo)
         inv = np.where(medium, blended, scaled)
+    elif kind == "freq_factors":  # llama.cpp divides each frequency by its stored factor
+        inv = inv / np.asarray(r["factors"], dtype=np.float64)
     return inv.astype(np.float32)
 
 
