@@ -15,7 +15,7 @@ MODES = ("bwrap", "fallback")
 
 @pytest.fixture(scope="module", params=MODES)
 def sandbox(request):
-    if request.param == "bwrap" and not sandbox_lib._bwrap_works():
+    if request.param == "bwrap" and not sandbox_lib.bwrap_available():
         pytest.skip("bubblewrap does not run on this machine")
     return sandbox_lib.Sandbox(request.param)
 

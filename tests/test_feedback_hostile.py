@@ -8,6 +8,7 @@ import time
 import pytest
 
 from vpd_jax.feedback import VERDICTS, Limits, Problem, TestCase, grade
+from vpd_jax.feedback import fallback
 from vpd_jax.feedback import sandbox as sandbox_lib
 
 LIMITS = Limits(time_s=1.0, wall_s=2.5, memory_mb=512, output_bytes=1 << 20)
@@ -18,13 +19,14 @@ PROBLEM = Problem("hostile", "", "", "", "atcoder", "easy", "",
 
 @pytest.fixture(scope="module", params=("bwrap", "fallback"))
 def sandbox(request):
-    if request.param == "bwrap" and not sandbox_lib._bwrap_works():
+    if request.param == "bwrap" and not sandbox_lib.bwrap_available():
         pytest.skip("bubblewrap does not run on this machine")
     return sandbox_lib.Sandbox(request.param)
 
 
 def _sandbox_processes():
-    """Processes of ours that should be gone: harnesses and marked children."""
+    """Processes that should be gone: harnesses, marked or slot-uid
+    processes, and unreaped children (zombies) of this grader."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -34,12 +36,16 @@ def _sandbox_processes():
                 cmdline = f.read().replace(b"\0", b" ").decode("utf-8",
                                                                "replace")
             with open(f"/proc/{pid}/status") as f:
-                uid = int(next(l for l in f if l.startswith("Uid:")).split()[1])
-        except (OSError, StopIteration, ValueError):
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+            uid = int(status["Uid"].split()[0])
+            ppid = int(status["PPid"])
+            state = status["State"].split()[0]
+        except (OSError, KeyError, ValueError):
             continue
         if ("harness.py" in cmdline or MARKER in cmdline
-                or uid >= sandbox_lib._UID_BASE):
-            found.append((int(pid), cmdline))
+                or uid >= fallback.UID_BASE
+                or (ppid == os.getpid() and state == "Z")):
+            found.append((int(pid), cmdline, state))
     return found
 
 

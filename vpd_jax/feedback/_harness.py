@@ -6,12 +6,14 @@ a few milliseconds. The parent passes:
 
   fd 0  the test's stdin (stdin tests) or an empty file;
   fd 1  stdout file, fd 2 stderr file (size capped by RLIMIT_FSIZE);
-  argv[1]  fd of a JSON job: code, mode, func_name, args, limits, token...;
+  argv[1]  fd of the job (marshal): code, mode, func_name, parsed args,
+           limits, token, uid...;
   argv[2]  fd of the result channel: one JSON frame written at the end.
 
 Why a separate channel: a stdin program's verdict is decided from stdout
-alone, and a functional program's return value travels on the result fd as a typed,
-tagged encoding of builtin values only, decoded and compared by the parent.
+alone, and a functional program's return value travels on the result fd as
+a typed, tagged encoding of builtin values only, decoded and compared by
+the parent.
 Nothing the program prints can fake it, and no object of the program's is
 ever compared (a custom `__eq__` is never called).
 

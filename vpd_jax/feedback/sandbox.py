@@ -2,20 +2,17 @@
 
 Two isolation modes, chosen once per process (`detect_mode`):
 
-* `bwrap`: bubblewrap with every namespace unshared (no network, new PID
-  namespace so the whole tree dies with it, private /tmp as a small tmpfs),
-  the system and the interpreter bound read-only, nothing else of the host
-  visible, all capabilities dropped, `--die-with-parent`, and a seccomp
-  filter that refuses new processes (seccomp.py: as root, RLIMIT_NPROC does
-  not bind, so this is what stops a fork bomb).
-* `fallback` (no working bubblewrap): a new session (process group), rlimits,
-  a private temp dir as the working directory, an audit hook in the harness
-  refusing sockets, ctypes and new processes (as LiveCodeBench's guard
-  does), and, when the grader runs as root, a uid of
-  its own per worker slot: the program cannot write outside world-writable
-  places, signal the grader, or raise its limits, and every process it left
-  is found by uid and killed after the test. Network isolation is only as
-  good as the audit hook there; use bwrap where the machine allows.
+* `bwrap` (bwrap.py): every namespace unshared (no network; a PID namespace
+  dies with the sandbox), only the system and the interpreter visible,
+  read-only, a private tmpfs /tmp, capabilities dropped, dies with the
+  grader, and a seccomp filter refusing new processes (seccomp.py).
+* `fallback` (fallback.py; no working bubblewrap): a new session, rlimits,
+  a private temp dir as working directory, an audit hook in the harness
+  refusing sockets, ctypes lookups of libc's process/socket calls and new
+  processes (as LiveCodeBench's own guard does), and, when the grader runs
+  as root, a private uid per worker slot whose processes and stray files
+  are swept after each test. The network is only as closed as that hook
+  makes it: use bwrap where the machine allows.
 
 `VPD_SANDBOX=bwrap|fallback` forces a mode (tests cover both). Limits are
 set by the harness on itself after exec (never inherited from a big parent
@@ -36,24 +33,18 @@ import secrets
 import select
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-from vpd_jax.feedback import header, seccomp
+from vpd_jax.feedback import bwrap, fallback, header
 from vpd_jax.feedback.limits import Limits
 
 HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                        "_harness.py")
 MODES = ("bwrap", "fallback")
-# Fallback as root: slot uids start here, offset by the grader's pid so two
-# graders on one host never share a uid (and never kill each other's runs).
-_UID_BASE = 1_000_000
-_UIDS_PER_PROCESS = 64
-_TMP_SIZE = 64 << 20  # bwrap's private /tmp (tmpfs) size
 _STDERR_TAIL = 4096
 
 
@@ -71,93 +62,20 @@ class RunResult:
     wall_s: float
 
 
-def _interpreter() -> str:
+def interpreter() -> str:
     """The real interpreter binary (a venv's python is a symlink to it)."""
     base = getattr(sys, "_base_executable", None) or sys.executable
     return os.path.realpath(base)
 
 
-def _site_paths() -> list[str]:
-    """Where the parent finds third-party packages (numpy for programs)."""
-    return [p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)]
+def site_paths() -> list[str]:
+    """Where the grader finds third-party packages (numpy, for programs)."""
+    return [p for p in sys.path
+            if p.endswith("site-packages") and os.path.isdir(p)]
 
 
-def _others_can_read(path: str) -> bool:
-    """Whether an unprivileged uid can reach `path` (o+x on every directory)."""
-    path = os.path.realpath(path)
-    parts = path.split(os.sep)
-    for i in range(2, len(parts) + 1):
-        try:
-            mode = os.stat(os.sep.join(parts[:i]) or os.sep).st_mode
-        except OSError:
-            return False
-        if stat.S_ISDIR(mode) and not mode & stat.S_IXOTH:
-            return False
-    return True
-
-
-def _import_dirs() -> list[str]:
-    """Directories the sandboxed interpreter imports from."""
-    stdlib = os.path.dirname(os.__file__)
-    dirs = [stdlib, os.path.join(stdlib, "lib-dynload")] + _site_paths()
-    return [d for d in dirs if os.path.isdir(d)]
-
-
-def _bwrap_binds() -> list[str]:
-    roots = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
-    roots += [os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)]
-    roots += [os.path.realpath(p) for p in _site_paths()]
-    args, seen = [], set()
-    for root in roots:
-        if root in seen or not os.path.exists(root):
-            continue
-        seen.add(root)
-        if os.path.islink(root):  # /bin -> usr/bin on merged-/usr systems
-            args += ["--symlink", os.readlink(root), root]
-        else:
-            args += ["--ro-bind", root, root]
-    return args
-
-
-def _bwrap_prefix() -> list[str]:
-    bwrap = shutil.which("bwrap") or "bwrap"
-    return [bwrap, "--unshare-all", "--die-with-parent", "--new-session",
-            "--cap-drop", "ALL", "--uid", "65534", "--gid", "65534",
-            "--hostname", "sandbox", *_bwrap_binds(),
-            "--ro-bind", HARNESS, "/run/harness.py",
-            "--proc", "/proc", "--dev", "/dev",
-            "--size", str(_TMP_SIZE), "--tmpfs", "/tmp", "--chdir", "/tmp"]
-
-
-def _seccomp_file():
-    """The no-fork filter in a fresh memfd (bwrap reads it from its offset)."""
-    program = seccomp.no_fork_filter()
-    if program is None:
-        return None
-    fd = os.memfd_create("vpd-seccomp", os.MFD_CLOEXEC)
-    os.write(fd, program)
-    os.lseek(fd, 0, os.SEEK_SET)
-    return os.fdopen(fd, "rb")
-
-
-def _bwrap_works() -> bool:
-    if shutil.which("bwrap") is None:
-        return False
-    filter_file = _seccomp_file()
-    fds = [filter_file.fileno()] if filter_file else []
-    extra = ["--seccomp", str(fds[0])] if fds else []
-    try:
-        probe = subprocess.run(
-            _bwrap_prefix() + extra + [_interpreter(), "-I", "-S", "-c",
-                                       "pass"],
-            stdin=subprocess.DEVNULL, capture_output=True, timeout=20,
-            pass_fds=fds)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    finally:
-        if filter_file:
-            filter_file.close()
-    return probe.returncode == 0
+def bwrap_available() -> bool:
+    return bwrap.available(interpreter(), HARNESS)
 
 
 _MODE_LOCK = threading.Lock()
@@ -169,21 +87,22 @@ def detect_mode() -> str:
     global _DETECTED
     forced = os.environ.get("VPD_SANDBOX", "auto")
     if forced in MODES:
-        if forced == "bwrap" and not _bwrap_works():
-            raise RuntimeError("VPD_SANDBOX=bwrap but bubblewrap does not run here "
-                               "(install the Debian package 'bubblewrap', or unset "
-                               "VPD_SANDBOX to use the fallback)")
+        if forced == "bwrap" and not bwrap_available():
+            raise RuntimeError(
+                "VPD_SANDBOX=bwrap but bubblewrap does not run here (install "
+                "the Debian package 'bubblewrap', or unset VPD_SANDBOX to use "
+                "the fallback)")
         return forced
     if forced != "auto":
         raise ValueError(f"VPD_SANDBOX={forced!r}; use one of auto, bwrap, "
                          f"fallback")
     with _MODE_LOCK:
         if _DETECTED is None:
-            _DETECTED = "bwrap" if _bwrap_works() else "fallback"
+            _DETECTED = "bwrap" if bwrap_available() else "fallback"
         return _DETECTED
 
 
-def _temp_file(data: bytes = b"") -> "tempfile._TemporaryFileWrapper":
+def _temp_file(data: bytes = b""):
     f = tempfile.TemporaryFile()
     if data:
         f.write(data)
@@ -203,59 +122,6 @@ def _tail(f, n: int) -> str:
     return f.read().decode("utf-8", "replace")
 
 
-def _kill_uid(uid: int) -> None:
-    """Kills every process whose real uid is `uid` (fallback as root only).
-
-    Reads /proc rather than signalling -1 as that uid, so nothing but
-    processes verified to carry this slot's private uid can ever be hit.
-    """
-    assert uid >= _UID_BASE, uid
-    for _ in range(20):  # a fork bomb may spawn while we sweep; NPROC caps it
-        found = False
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{name}/status", "rb") as f:
-                    for line in f:
-                        if line.startswith(b"Uid:"):
-                            real_uid = int(line.split()[1])
-                            break
-                    else:
-                        continue
-            except (OSError, ValueError):
-                continue
-            if real_uid == uid:
-                found = True
-                try:
-                    os.kill(int(name), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        if not found:
-            return
-        time.sleep(0.002)
-
-
-def _remove_uid_files(uid: int) -> None:
-    """Fallback as root: removes what the slot uid left in world-writable dirs."""
-    for root in ("/tmp", "/var/tmp", "/dev/shm"):
-        try:
-            entries = os.scandir(root)
-        except OSError:
-            continue
-        with entries:
-            for entry in entries:
-                try:
-                    if entry.stat(follow_symlinks=False).st_uid != uid:
-                        continue
-                    if entry.is_dir(follow_symlinks=False):
-                        shutil.rmtree(entry.path, ignore_errors=True)
-                    else:
-                        os.unlink(entry.path)
-                except OSError:
-                    pass
-
-
 class Sandbox:
     """Runs tests; thread-safe, one run per worker slot at a time."""
 
@@ -264,36 +130,33 @@ class Sandbox:
         if self.mode not in MODES:
             raise ValueError(f"sandbox mode {self.mode!r}; use one of {MODES}")
         self.limits = limits or Limits()
-        self._python = _interpreter()
+        self._python = interpreter()
         self._header = header.header_names()
-        self._site = _site_paths()
+        self._site = site_paths()
         self._as_root = os.geteuid() == 0
-        self._prefix = _bwrap_prefix() if self.mode == "bwrap" else []
-        # Fallback as root drops to a slot uid, which may not be able to enter
-        # the interpreter's directories (pyenv under /root, mode 0700). The
-        # harness then imports through /proc/self/fd/N of directory fds opened
-        # here: a magic link reaches the directory without walking /root.
+        self._prefix = (bwrap.prefix(HARNESS, self._site)
+                        if self.mode == "bwrap" else [])
         self._dir_fds: dict[str, int] = {}
         if self.mode == "fallback" and self._as_root:
-            for d in _import_dirs():
-                if not _others_can_read(d):
-                    self._dir_fds[d] = os.open(
-                        d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            stdlib = os.path.dirname(os.__file__)
+            self._dir_fds = fallback.import_dir_fds(
+                [stdlib, os.path.join(stdlib, "lib-dynload")] + self._site)
 
     def describe(self) -> str:
+        """One line for logs and /health: what isolates the programs."""
         if self.mode == "bwrap":
             return ("bwrap: namespaces (user, pid, net, ipc, uts), read-only "
-                    "system, private tmpfs /tmp, caps dropped, rlimits")
-        who = "a private uid per slot" if self._as_root else "the grader's uid"
+                    "system, private tmpfs /tmp, caps dropped, no-fork "
+                    "seccomp, rlimits")
+        who = ("a private uid per slot" if self._as_root
+               else "the grader's own uid")
         return (f"fallback (no bubblewrap): new session, rlimits, private temp "
-                f"dir, audit hook against sockets/ctypes, {who}")
+                f"dir, audit hook against sockets/ctypes/processes, {who}")
 
     def _slot_uid(self, slot: int) -> int | None:
         if self.mode != "fallback" or not self._as_root:
             return None
-        if not 0 <= slot < _UIDS_PER_PROCESS:
-            raise ValueError(f"slot {slot} out of range [0, {_UIDS_PER_PROCESS})")
-        return _UID_BASE + (os.getpid() % 4_000_000) * _UIDS_PER_PROCESS + slot
+        return fallback.slot_uid(slot)
 
     def run(self, code: str, *, mode: str, stdin: str = "",
             args: list | None = None,
@@ -303,7 +166,8 @@ class Sandbox:
         limits = limits or self.limits
         uid = self._slot_uid(slot)
         token = secrets.token_hex(16)
-        job = {"code": code, "mode": mode, "func_name": func_name, "args": list(args or []),
+        job = {"code": code, "mode": mode, "func_name": func_name,
+               "args": list(args or []),
                "limits": limits.harness_json(), "token": token, "uid": uid,
                "path_fds": dict(self._dir_fds) if uid is not None else {},
                "audit_guard": self.mode == "fallback",
@@ -318,7 +182,7 @@ class Sandbox:
                  _temp_file(), _temp_file(), _temp_file(marshal.dumps(job)),
                  _temp_file()]
         f_in, f_out, f_err, f_job, f_res = files
-        filter_file = _seccomp_file() if self.mode == "bwrap" else None
+        filter_file = bwrap.seccomp_file() if self.mode == "bwrap" else None
         if filter_file is not None:
             files.append(filter_file)
         try:
@@ -333,14 +197,14 @@ class Sandbox:
             for f in files:
                 f.close()
             if uid is not None:
-                _kill_uid(uid)
-                _remove_uid_files(uid)
+                fallback.kill_uid(uid)
+                fallback.remove_uid_files(uid)
             if workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
 
     def _command(self, job_fd: int, res_fd: int,
                  seccomp_fd: int | None) -> list[str]:
-        harness = "/run/harness.py" if self.mode == "bwrap" else HARNESS
+        harness = bwrap.HARNESS_INSIDE if self.mode == "bwrap" else HARNESS
         prefix = list(self._prefix)
         if seccomp_fd is not None:
             prefix += ["--seccomp", str(seccomp_fd)]
