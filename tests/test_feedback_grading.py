@@ -228,3 +228,21 @@ def test_env_var_forces_fallback(monkeypatch):
     monkeypatch.setenv("VPD_SANDBOX", "nonsense")
     with pytest.raises(ValueError, match="VPD_SANDBOX"):
         sandbox_lib.detect_mode()
+
+
+def test_sandbox_that_cannot_start_is_an_error_not_a_verdict():
+    if not sandbox_lib.bwrap_available():
+        pytest.skip("bubblewrap does not run on this machine")
+    broken = sandbox_lib.Sandbox("bwrap")
+    broken._prefix = broken._prefix + ["--ro-bind", "/no/such/dir", "/x"]
+    with pytest.raises(sandbox_lib.SandboxError, match="failed to start"):
+        grade(ADD, CORPUS[0][2], limits=LIMITS, sandbox=broken)
+
+
+def test_program_faking_a_sandbox_failure_gets_a_verdict(sandbox):
+    fake = fenced("import os, sys\n"
+                  "sys.stderr.write('bwrap: Creating new namespace failed')\n"
+                  "sys.stderr.flush()\nos._exit(1)")
+    result = grade(ADD, fake, limits=LIMITS, sandbox=sandbox)
+    assert result["verdict"] == "runtime_error"
+    assert "exited with code 1" in result["critique"]

@@ -49,6 +49,16 @@ def test_batch_results_follow_item_order(server):
     assert server.client().grade_batch([]) == []
 
 
+def test_chunked_batch_keeps_order(server):
+    client = server.client(chunk_size=3, max_in_flight=3)
+    codes = [GOOD if i % 3 else WRONG for i in range(10)]
+    problems = [Problem(f"c{i}", "", "", "", "atcoder", "easy", "",
+                        ADD.public_tests, [], None, {}) for i in range(10)]
+    results = client.grade_batch(list(zip(problems, codes)), limits=FAST)
+    assert [r["question_id"] for r in results] == [f"c{i}" for i in range(10)]
+    assert [r["passed"] for r in results] == [bool(i % 3) for i in range(10)]
+
+
 def test_bad_request_names_item_and_field(server):
     client = server.client(retries=0)
     row = ADD.to_row()

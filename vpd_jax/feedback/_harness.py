@@ -8,7 +8,11 @@ a few milliseconds. The parent passes:
   fd 1  stdout file, fd 2 stderr file (size capped by RLIMIT_FSIZE);
   argv[1]  fd of the job (marshal): code, mode, func_name, parsed args,
            limits, token, uid...;
-  argv[2]  fd of the result channel: one JSON frame written at the end.
+  argv[2]  fd of the result channel: one JSON frame written at the end;
+  argv[3]  fd of the start marker: one byte once the sandbox is set up and
+           the program is about to run, then closed, so the parent can tell
+           a sandbox that failed to start (an error of ours) from a program
+           that died (a verdict), and the program cannot fake either.
 
 Why a separate channel: a stdin program's verdict is decided from stdout
 alone, and a functional program's return value travels on the result fd as
@@ -215,7 +219,7 @@ def _run(job):
 
 
 def main():
-    job_fd, result_fd = int(sys.argv[1]), int(sys.argv[2])
+    job_fd, result_fd, started_fd = map(int, sys.argv[1:4])
     job = _read_job(job_fd)
     sys.setrecursionlimit(job["recursion_limit"])
     if job["uid"] is not None:
@@ -227,6 +231,8 @@ def main():
     # Directories this uid cannot walk to are reached through inherited fds.
     sys.path[:] = [f"/proc/self/fd/{job['path_fds'][p]}"
                    if p in job["path_fds"] else p for p in sys.path]
+    os.write(started_fd, b"1")
+    os.close(started_fd)
     try:
         result = _run(job)
     except SyntaxError as e:

@@ -4,10 +4,15 @@ The server is stateless and grading is idempotent, so a request that failed
 on the way (connection refused or reset, timeout, 5xx) is simply sent again,
 after a short backoff. A 4xx answer is our mistake (a malformed problem) and
 is raised at once with the server's message.
+
+A large batch is sent as chunks, a few in flight at once: each request
+stays well inside its timeout (a timed-out request would be graded again
+from scratch), and the server's workers stay busy across chunk boundaries.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import select
@@ -29,13 +34,16 @@ class FeedbackClient:
     """Talks to one `python -m vpd_jax.feedback.server` over HTTP."""
 
     def __init__(self, address: str, timeout_s: float = 600.0,
-                 retries: int = 3, backoff_s: float = 0.5):
+                 retries: int = 3, backoff_s: float = 0.5,
+                 chunk_size: int = 32, max_in_flight: int = 4):
         if "://" in address:
             address = address.split("://", 1)[1]
         self.address = address.rstrip("/")
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
+        self.chunk_size = max(1, chunk_size)
+        self.max_in_flight = max(1, max_in_flight)
 
     def _request(self, method: str, path: str, payload: dict | None = None,
                  timeout_s: float | None = None) -> dict:
@@ -68,8 +76,17 @@ class FeedbackClient:
     def grade_batch(self, items: list[tuple[Problem, str]],
                     limits: Limits | None = None) -> list[dict]:
         """Grade dicts for (problem, completion) pairs, in the same order."""
-        if not items:
-            return []
+        chunks = [items[i:i + self.chunk_size]
+                  for i in range(0, len(items), self.chunk_size)]
+        if len(chunks) <= 1:
+            return self._grade_chunk(chunks[0], limits) if chunks else []
+        with concurrent.futures.ThreadPoolExecutor(
+                min(self.max_in_flight, len(chunks))) as pool:
+            parts = list(pool.map(lambda c: self._grade_chunk(c, limits),
+                                  chunks))
+        return [result for part in parts for result in part]
+
+    def _grade_chunk(self, items, limits) -> list[dict]:
         payload = {"items": [{"problem": p.to_row(), "completion": c}
                              for p, c in items],
                    "limits": limits.to_json() if limits else None}

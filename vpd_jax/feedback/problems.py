@@ -157,8 +157,29 @@ def _parse_tests(value: Any, *, source: str, row_index: int, field: str,
             raise ProblemFormatError(
                 f"{where}[{i}].testtype: {item['testtype']!r} is not one of "
                 f"{TESTTYPES}")
+        if item["testtype"] == "functional":
+            _check_functional(item, f"{where}[{i}]")
         tests.append(TestCase(item["input"], item["output"], item["testtype"]))
     return tests
+
+
+def _check_functional(item: dict, where: str) -> None:
+    """Functional tests are JSON: one argument per input line, one output.
+
+    Checked here so a bad row fails at load with its row and field, not in
+    the middle of a training step's grading.
+    """
+    for n, line in enumerate(item["input"].split("\n")):
+        try:
+            json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ProblemFormatError(
+                f"{where}.input: line {n + 1} is not a JSON value: {e}") from None
+    try:
+        json.loads(item["output"])
+    except json.JSONDecodeError as e:
+        raise ProblemFormatError(
+            f"{where}.output: not a JSON value: {e}") from None
 
 
 def _parse_metadata(value: Any, *, source: str, row_index: int) -> dict:

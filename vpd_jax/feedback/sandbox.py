@@ -48,6 +48,10 @@ MODES = ("bwrap", "fallback")
 _STDERR_TAIL = 4096
 
 
+class SandboxError(RuntimeError):
+    """The sandbox itself failed to start: an error of ours, not a verdict."""
+
+
 @dataclasses.dataclass
 class RunResult:
     """What happened, as facts; grading.py turns them into a verdict."""
@@ -58,6 +62,7 @@ class RunResult:
     exit_code: int | None
     signal: int | None
     timed_out: bool  # wall limit hit and killed by the parent
+    started: bool  # the harness finished its setup and ran the program
     cpu_s: float
     wall_s: float
 
@@ -162,7 +167,26 @@ class Sandbox:
             args: list | None = None,
             func_name: str | None = None, limits: Limits | None = None,
             slot: int = 0) -> RunResult:
-        """Runs `code` on one test: stdin text (mode 'stdin') or parsed args."""
+        """Runs `code` on one test: stdin text (mode 'stdin') or parsed args.
+
+        A sandbox that fails to start (bwrap refused, the host out of
+        processes) is tried once more, then raises SandboxError.
+        """
+        result = self._run_once(code, mode, stdin, args, func_name, limits,
+                                slot)
+        if not result.started:
+            time.sleep(0.05)
+            result = self._run_once(code, mode, stdin, args, func_name,
+                                    limits, slot)
+        if not result.started:
+            raise SandboxError(
+                f"the {self.mode} sandbox failed to start (exit code "
+                f"{result.exit_code}, signal {result.signal}): "
+                f"{result.stderr_tail[-500:].strip()}")
+        return result
+
+    def _run_once(self, code, mode, stdin, args, func_name, limits,
+                  slot) -> RunResult:
         limits = limits or self.limits
         uid = self._slot_uid(slot)
         token = secrets.token_hex(16)
@@ -180,18 +204,20 @@ class Sandbox:
                 os.chown(workdir, uid, uid)
         files = [_temp_file(stdin.encode() if mode == "stdin" else b""),
                  _temp_file(), _temp_file(), _temp_file(marshal.dumps(job)),
-                 _temp_file()]
-        f_in, f_out, f_err, f_job, f_res = files
+                 _temp_file(), _temp_file()]
+        f_in, f_out, f_err, f_job, f_res, f_started = files
         filter_file = bwrap.seccomp_file() if self.mode == "bwrap" else None
         if filter_file is not None:
             files.append(filter_file)
         try:
             result = self._spawn_and_wait(f_in, f_out, f_err, f_job, f_res,
-                                          filter_file, workdir, limits)
+                                          f_started, filter_file, workdir,
+                                          limits)
             stdout, size = _read_capped(f_out, limits.output_bytes)
             result.stdout, result.stdout_bytes = stdout, size
             result.stderr_tail = _tail(f_err, _STDERR_TAIL)
             result.frame = _read_frame(f_res, token)
+            result.started = os.fstat(f_started.fileno()).st_size > 0
             return result
         finally:
             for f in files:
@@ -202,14 +228,14 @@ class Sandbox:
             if workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
 
-    def _command(self, job_fd: int, res_fd: int,
+    def _command(self, job_fd: int, res_fd: int, started_fd: int,
                  seccomp_fd: int | None) -> list[str]:
         harness = bwrap.HARNESS_INSIDE if self.mode == "bwrap" else HARNESS
         prefix = list(self._prefix)
         if seccomp_fd is not None:
             prefix += ["--seccomp", str(seccomp_fd)]
         return prefix + [self._python, "-I", "-S", "-B", harness,
-                         str(job_fd), str(res_fd)]
+                         str(job_fd), str(res_fd), str(started_fd)]
 
     def _env(self, workdir: str | None) -> dict[str, str]:
         home = workdir or "/tmp"
@@ -218,16 +244,17 @@ class Sandbox:
                 "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                 "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
 
-    def _spawn_and_wait(self, f_in, f_out, f_err, f_job, f_res, filter_file,
-                        workdir, limits: Limits) -> RunResult:
+    def _spawn_and_wait(self, f_in, f_out, f_err, f_job, f_res, f_started,
+                        filter_file, workdir, limits: Limits) -> RunResult:
         job_fd, res_fd = f_job.fileno(), f_res.fileno()
-        fds = [job_fd, res_fd, *self._dir_fds.values()]
+        started_fd = f_started.fileno()
+        fds = [job_fd, res_fd, started_fd, *self._dir_fds.values()]
         seccomp_fd = filter_file.fileno() if filter_file is not None else None
         if seccomp_fd is not None:
             fds.append(seccomp_fd)
         start = time.perf_counter()
         proc = subprocess.Popen(
-            self._command(job_fd, res_fd, seccomp_fd), stdin=f_in,
+            self._command(job_fd, res_fd, started_fd, seccomp_fd), stdin=f_in,
             stdout=f_out, stderr=f_err, pass_fds=fds, cwd=workdir,
             env=self._env(workdir), start_new_session=True)
         timed_out = False
@@ -266,7 +293,7 @@ class Sandbox:
                 sig = exit_code - 128  # bwrap reports its child's signal this way
         return RunResult(stdout=b"", stdout_bytes=0, stderr_tail="", frame=None,
                          exit_code=exit_code, signal=sig, timed_out=timed_out,
-                         cpu_s=cpu_s, wall_s=wall)
+                         started=False, cpu_s=cpu_s, wall_s=wall)
 
 
 def _reap(proc: subprocess.Popen) -> tuple[int, float]:
