@@ -25,6 +25,8 @@ def get_config():
     c.rollout.max_new_tokens = 24
     c.train.lr = 1e-3
     c.e_step_every = 2
+    c.pack.seq_buckets = (1024,)  # one compiled shape per step function
+    c.pack.response_buckets = (32,)
     c.eval.every = 0
     c.eval.at_start = False
     c.eval.num_samples = 2

@@ -1,0 +1,282 @@
+"""The training loop: schedules sampling, grading, the E-step and the M-step.
+
+One iteration (DESIGN.md section 2):
+
+    prompts -> G rollouts each (sampler, current weights)
+            -> grades + critiques (feedback server)
+            -> teacher contexts -> packed batch
+            -> [E-step every F iterations] -> M-step   (vpd)
+               M-step only                             (sdpo)
+               GRPO step                               (grpo)
+            -> metrics, eval every N, checkpoint every k
+
+The math lives in losses.py / steps.py, the data in rollouts.py /
+prompts.py; this module only decides what runs when and records it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+
+from vpd_jax import components, distributed, evaluate, prompts, rollouts
+from vpd_jax.checkpoint import Checkpointer, abstract_state
+from vpd_jax.data import ExampleIterator
+from vpd_jax.metrics import MetricsLogger, phase_timer
+from vpd_jax.packing import bucket, pack_rows
+from vpd_jax.rollout_sampler import RolloutSampler
+from vpd_jax.steps import make_steps
+from vpd_jax.train_config import TrainConfig
+
+log = logging.getLogger(__name__)
+ALGORITHMS = ("vpd", "sdpo", "grpo")
+
+
+def train_config(cfg: ml_collections.ConfigDict) -> TrainConfig:
+    try:
+        tc = TrainConfig.from_mapping(cfg.train.to_dict())
+    except (KeyError, ValueError) as e:
+        raise components.ConfigError(f"config.train: {e}") from None
+    if cfg.algorithm == "sdpo" or tc.sdpo_teacher == "current":
+        return tc
+    raise components.ConfigError(f"config.train.sdpo_teacher={tc.sdpo_teacher!r} applies to algorithm=sdpo only")
+
+
+class Trainer:
+    """Owns the run's state; `train()` runs the loop to cfg.total_steps."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict, mesh, model: components.Model, task):
+        if cfg.algorithm not in ALGORITHMS:
+            raise components.ConfigError(f"config.algorithm={cfg.algorithm!r}; use one of {ALGORITHMS}")
+        self.cfg, self.mesh, self.task = cfg, mesh, task
+        self.model_config, self.tokenizer = model.config, model.tokenizer
+        self.workdir = cfg.workdir
+        n_proc = jax.process_count()
+        if cfg.rollout.prompts_per_step % n_proc:
+            raise components.ConfigError(f"rollout.prompts_per_step={cfg.rollout.prompts_per_step} must be a "
+                                         f"multiple of the {n_proc} processes")
+        self.local_prompts = cfg.rollout.prompts_per_step // n_proc
+        self.feedback_cfg = prompts.FeedbackConfig(
+            sources=tuple(cfg.feedback.sources), combine=cfg.feedback.combine,
+            max_critique_tokens=cfg.feedback.max_critique_tokens, max_sibling_tokens=cfg.feedback.max_sibling_tokens)
+        self.steps = make_steps(model.config, train_config(cfg), mesh)
+        self.sampler = RolloutSampler(model.config, self.tokenizer, mesh, cfg.rollout)
+        # Refuse a workdir of another model before anything is written there.
+        fingerprint = dict(model.fingerprint, algorithm=cfg.algorithm)
+        self.ckpt = Checkpointer(self.workdir, fingerprint=fingerprint, save_every=cfg.checkpoint.every,
+                                 max_to_keep=cfg.checkpoint.keep)
+        self.client, self.server = components.start_feedback(cfg, task)
+        self.state = self.steps.init_state(model.params)
+        model.params = None  # the state holds the only copy from here on
+        self.data = ExampleIterator(task.train, batch_size=self.local_prompts, seed=cfg.seed)
+        self.start_step = 0
+        restored = self.ckpt.restore_latest(abstract_state(self.state))
+        if restored is not None:
+            self.state, self.start_step = restored.state, restored.step
+            self.data.restore(restored.host_state["data"])
+            log.info("resumed from %s at step %d", self.ckpt.directory, restored.step)
+        self.logger = MetricsLogger(self.workdir, total_steps=cfg.total_steps, start_step=self.start_step,
+                                    bar_keys=("reward_mean", "m/m_loss", "e/bco_accuracy", "eval/pass@1"),
+                                    progress=None if cfg.log.progress else False, tensorboard=cfg.log.tensorboard)
+
+    # ----------------------------------------------------------------- pieces
+    def grade(self, examples, completions) -> list[dict]:
+        return self.task.grade(examples, completions, client=self.client)
+
+    def _contexts(self, rolls, step: int, key) -> None:
+        self_crit = None
+        if "self_critique" in self.feedback_cfg.sources:
+            idx, ids = rollouts.self_critique_prompts(rolls, self.task, self.tokenizer)
+            texts = self.sampler.texts(self.state.params, ids, key, self.cfg.feedback.self_critique_tokens) if ids \
+                else []
+            self_crit = [None] * len(rolls)
+            for i, t in zip(idx, texts):
+                self_crit[i] = t
+        rng = np.random.default_rng([self.cfg.seed, step])
+        rollouts.attach_contexts(rolls, self.task, self.tokenizer, self.feedback_cfg, rng, self_crit)
+
+    def iteration(self, step: int) -> dict:
+        """One rollout batch and its updates; returns the step's metrics."""
+        cfg, timings = self.cfg, {}
+        key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), step)
+        k_sample, k_crit = jax.random.split(key)
+        examples = self.data.next_batch()
+        with phase_timer(timings, "rollout"):
+            prompt_ids = rollouts.student_prompts(self.task, self.tokenizer, examples, cfg.rollout.max_prompt_tokens)
+            sampled = self.sampler.sample(self.state.params, prompt_ids, k_sample, cfg.rollout.samples_per_prompt)
+        with phase_timer(timings, "grading"):
+            repeated = [examples[s["prompt_index"]] for s in sampled]
+            grades = self.grade(repeated, [s["text"] for s in sampled])
+        offset = jax.process_index() * self.local_prompts
+        rolls = [rollouts.Rollout(example=ex, group=offset + s["prompt_index"], prompt_ids=prompt_ids[s["prompt_index"]],
+                                  response_ids=s["response_ids"], text=s["text"], logprobs=s["logprobs"],
+                                  finish=s["finish"], grade=g) for ex, s, g in zip(repeated, sampled, grades)]
+        with phase_timer(timings, "contexts"):
+            if cfg.algorithm != "grpo":
+                self._contexts(rolls, step, k_crit)
+        metrics = rollouts.rollout_stats(rolls)
+        batch = self._pack(rollouts.to_rows(rolls))
+        if cfg.algorithm == "grpo":
+            with phase_timer(timings, "grpo_step"):
+                self.state, g = self.steps.grpo_step(self.state, batch)
+                metrics.update({f"g/{k}": float(v) for k, v in g.items()})
+        else:
+            if cfg.algorithm == "vpd" and step % cfg.e_step_every == 0:
+                with phase_timer(timings, "e_step"):
+                    self.state, e = self.steps.e_step(self.state, batch)
+                    metrics.update({f"e/{k}": float(v) for k, v in e.items()})
+            with phase_timer(timings, "m_step"):
+                self.state, m = self.steps.m_step(self.state, batch)
+                metrics.update({f"m/{k}": float(v) for k, v in m.items()})
+        metrics["delta"] = float(self.state.delta)
+        tokens = metrics["response_tokens"]
+        metrics.update({f"time/{k}": v for k, v in timings.items()})
+        metrics["rollout_tokens_per_s"] = tokens / max(timings["rollout"], 1e-9)
+        self._log_samples(step, rolls)
+        return metrics
+
+    def _pack(self, rows) -> dict:
+        """Rows -> the global batch, lengths rounded up to the configured
+        buckets (agreed across hosts) so the steps rarely recompile."""
+        local_rows = max(1, self.steps.row_multiple // jax.process_count())
+        batch = pack_rows(rows, pad_id=self.sampler.pad_id, row_multiple=local_rows, buckets=(1,))  # exact sizes
+        seq, resp = tuple(self.cfg.pack.seq_buckets), tuple(self.cfg.pack.response_buckets)
+        sizes = {"Ts": bucket(batch["student_tokens"].shape[1], seq), "Tt": bucket(batch["teacher_tokens"].shape[1], seq),
+                 "R": bucket(batch["targets"].shape[1], resp)}
+        pads = {"student_tokens": self.sampler.pad_id, "teacher_tokens": self.sampler.pad_id,
+                "targets": self.sampler.pad_id}
+        batch = distributed.pad_batch(batch, sizes, pads)
+        # pack_rows numbers groups per host; offset them so GRPO groups never mix hosts.
+        batch["group"] = batch["group"] + jax.process_index() * batch["group"].shape[0]
+        return distributed.global_batch(batch, self.steps.batch_sharding, self.sampler.pad_id)
+
+    def _log_samples(self, step: int, rolls) -> None:
+        if not self.cfg.log.samples or jax.process_index() != 0:
+            return
+        with open(os.path.join(self.workdir, "samples.jsonl"), "a") as f:
+            for r in rolls[: self.cfg.log.samples]:
+                f.write(json.dumps({"step": step, "id": r.example.id, "reward": r.reward,
+                                    "verdict": r.grade.get("verdict"), "completion": r.text,
+                                    "context": r.context.source if r.context else None}) + "\n")
+
+    def evaluate(self, step: int) -> dict:
+        e = self.cfg.eval
+        examples = list(self.task.eval)
+
+        def rollout_fn(chunk, n):
+            ids = rollouts.student_prompts(self.task, self.tokenizer, chunk, self.cfg.rollout.max_prompt_tokens)
+            key = jax.random.fold_in(jax.random.PRNGKey(self.cfg.seed + 1), step)
+            return [s["text"] for s in self.sampler.sample(
+                self.state.params, ids, key, n, temperature=e.temperature, top_p=e.top_p,
+                max_new_tokens=e.max_new_tokens)]
+
+        out = evaluate.evaluate(rollout_fn, self.grade, examples, e.num_samples, tuple(e.pass_k),
+                                batch_prompts=e.prompts_per_batch)
+        if jax.process_index() == 0:
+            os.makedirs(os.path.join(self.workdir, "eval"), exist_ok=True)
+            with open(os.path.join(self.workdir, "eval", f"step_{step}.json"), "w") as f:
+                json.dump(out, f, indent=1)
+        return {f"eval/{k}": v for k, v in out.items() if k.startswith("pass@")}
+
+    # ------------------------------------------------------------------ loop
+    def train(self) -> None:
+        cfg = self.cfg
+        step = self.start_step
+        if step == 0 and cfg.eval.at_start and len(self.task.eval):
+            with phase_timer(t := {}, "eval"):
+                m = self.evaluate(0)
+            self.logger.log(0, {**m, "time/eval": t["eval"]})
+        while step < cfg.total_steps:
+            step += 1
+            t0 = time.perf_counter()
+            metrics = self.iteration(step)
+            last = step == cfg.total_steps
+            if len(self.task.eval) and ((cfg.eval.every and step % cfg.eval.every == 0) or last):
+                with phase_timer(metrics_t := {}, "eval"):
+                    metrics.update(self.evaluate(step))
+                metrics["time/eval"] = metrics_t["eval"]
+            with phase_timer(ck := {}, "checkpoint"):
+                self.ckpt.maybe_save(step, self.state, {"data": self.data.state()}, force=last)
+            metrics["time/checkpoint"] = ck["checkpoint"]
+            metrics["time/iteration"] = time.perf_counter() - t0
+            self.logger.log(step, metrics)
+            if self.ckpt.preemption_requested:
+                self.logger.write(f"preempted: saved step {step}, exiting")
+                break
+
+    def close(self) -> None:
+        self.ckpt.close()
+        self.logger.close()
+        if self.server is not None:
+            self.server.close()
+
+
+def run_training(cfg: ml_collections.ConfigDict) -> None:
+    components.init_distributed(cfg)
+    mesh = components.build_mesh(cfg)
+    model = components.build_model(cfg, mesh)
+    task = components.build_task(cfg)
+    trainer = Trainer(cfg, mesh, model, task)
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+
+
+def run_eval(cfg: ml_collections.ConfigDict, checkpoint_dir: str = "", step: int | None = None,
+             out: str = "") -> dict:
+    """pass@k of a checkpoint (or of the base model) on the eval split."""
+    components.init_distributed(cfg)
+    mesh = components.build_mesh(cfg)
+    model = components.build_model(cfg, mesh)
+    task = components.build_task(cfg)
+    if len(task.eval) == 0:
+        raise components.ConfigError(f"task {cfg.task.name} has an empty eval split")
+    steps = make_steps(model.config, train_config(cfg), mesh)
+    sampler = RolloutSampler(model.config, model.tokenizer, mesh, cfg.rollout)
+    params, at = model.params, 0
+    if checkpoint_dir:
+        if not os.path.isdir(os.path.join(checkpoint_dir, "checkpoints")):
+            raise components.ConfigError(f"--checkpoint_dir={checkpoint_dir}: no checkpoints/ directory there "
+                                         "(give the workdir of a training run)")
+        ckpt = Checkpointer(checkpoint_dir, fingerprint=dict(model.fingerprint, algorithm=cfg.algorithm),
+                            save_every=1, handle_sigterm=False)
+        target = abstract_state(jax.eval_shape(steps.init_state, params), steps.state_shardings)
+        model.params = params = None
+        restored = ckpt.restore_latest(target, step=step)
+        ckpt.close()
+        if restored is None:
+            raise components.ConfigError(f"--checkpoint_dir={checkpoint_dir}: no checkpoint found")
+        params, at = restored.state.params, restored.step
+    client, server = components.start_feedback(cfg, task)
+    try:
+        e = cfg.eval
+
+        def rollout_fn(chunk, n):
+            ids = rollouts.student_prompts(task, model.tokenizer, chunk, cfg.rollout.max_prompt_tokens)
+            key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 1), at)
+            return [s["text"] for s in sampler.sample(params, ids, key, n, temperature=e.temperature,
+                                                      top_p=e.top_p, max_new_tokens=e.max_new_tokens)]
+
+        result = evaluate.evaluate(rollout_fn, lambda ex, c: task.grade(ex, c, client=client), list(task.eval),
+                                   e.num_samples, tuple(e.pass_k), batch_prompts=e.prompts_per_batch)
+    finally:
+        if server is not None:
+            server.close()
+    result.update(step=at, checkpoint_dir=checkpoint_dir or None, model=model.fingerprint["source"])
+    if jax.process_index() == 0:
+        path = out or os.path.join(checkpoint_dir or cfg.workdir, f"eval_step{at}.json")
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"{'step':>6} {'problems':>9} {'samples':>8} " + " ".join(f"{k:>8}" for k in result if k.startswith("pass@")))
+        print(f"{at:>6} {result['num_problems']:>9} {result['num_samples']:>8} "
+              + " ".join(f"{v:>8.4f}" for k, v in result.items() if k.startswith("pass@")))
+        print(f"verdicts: {result['verdicts']}\nwrote {path}")
+    return result
