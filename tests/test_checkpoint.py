@@ -323,29 +323,39 @@ def test_sigterm_handler_is_restored_on_close(tmp_path):
 
 
 MULTIPROCESS_SCRIPT = textwrap.dedent("""
-    import os, sys
+    import os, sys, time
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-    rank, port, workdir, phase = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    rank, port, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=rank)
     from vpd_jax.checkpoint import Checkpointer
 
     mesh = Mesh(np.array(jax.devices()).reshape(2, 2), ("data", "fsdp"))  # 4 devices, 2 hosts
-    full = np.arange(32, dtype=np.float32).reshape(8, 4)
-    ck = Checkpointer(workdir, fingerprint={"model": "mp"}, save_every=2)
-    if phase == "save":
-        w = jax.make_array_from_callback(full.shape, NamedSharding(mesh, P("data", "fsdp")),
-                                         lambda idx: full[idx])
-        assert ck.maybe_save(2, {"w": w}, {"data": {"shard_index": rank, "position": 10 + rank}})
-    else:
-        sharding = NamedSharding(mesh, P("fsdp", None))
-        r = ck.restore_latest({"w": jax.ShapeDtypeStruct((8, 4), jnp.float32, sharding=sharding)})
-        assert r.step == 2 and r.state["w"].sharding == sharding
-        for shard in r.state["w"].addressable_shards:
-            np.testing.assert_array_equal(np.asarray(shard.data), full[shard.index])
-        assert r.host_state == {"data": {"shard_index": rank, "position": 10 + rank}}, r.host_state
+    base = np.arange(32, dtype=np.float32).reshape(8, 4)
+    ck = Checkpointer(workdir, fingerprint={"model": "mp"}, save_every=1000)
+    w = jax.make_array_from_callback(base.shape, NamedSharding(mesh, P("data", "fsdp")),
+                                     lambda idx: base[idx])
+    for step in range(1, 3000):
+        w = w + 1.0
+        ck.maybe_save(step, {"w": w}, {"data": {"shard_index": rank, "position": 10 * step + rank}})
+        if ck.preemption_requested:
+            print("preempted at", step, flush=True)
+            break
+        if step == 3:
+            print("ready", flush=True)
+        time.sleep(0.02)
+    ck.close()
+
+    # A new Checkpointer, as a restarted run would make, onto other shardings.
+    ck = Checkpointer(workdir, fingerprint={"model": "mp"}, save_every=1000)
+    sharding = NamedSharding(mesh, P("fsdp", None))
+    r = ck.restore_latest({"w": jax.ShapeDtypeStruct((8, 4), jnp.float32, sharding=sharding)})
+    assert r.step == step and r.state["w"].sharding == sharding
+    for shard in r.state["w"].addressable_shards:
+        np.testing.assert_array_equal(np.asarray(shard.data), base[shard.index] + step)
+    assert r.host_state == {"data": {"shard_index": rank, "position": 10 * step + rank}}, r.host_state
     ck.close()
     print("ok", flush=True)
 """)
@@ -359,24 +369,41 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_save_together_and_restore_their_own_host_state(tmp_path, caplog):
-    """jax.distributed on localhost: both processes call save/restore (Orbax coordinates)."""
-    script = tmp_path / "worker.py"
-    script.write_text(MULTIPROCESS_SCRIPT)
+def _run_pair(script, workdir, sigterm_rank):
     pythonpath = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": pythonpath, "JAX_PLATFORMS": "cpu"}
-    for phase in ("save", "restore"):
-        port = str(_free_port())
-        procs = [subprocess.Popen([sys.executable, str(script), str(rank), port, str(tmp_path / "run"), phase],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-                 for rank in (0, 1)]
-        try:
-            outs = [p.communicate(timeout=120)[0] for p in procs]
-        finally:
-            for p in procs:
-                p.kill()
-        for p, out in zip(procs, outs):
-            assert p.returncode == 0 and out.rstrip().endswith("ok"), out[-3000:]
+    port = str(_free_port())
+    procs = [subprocess.Popen([sys.executable, str(script), str(rank), port, str(workdir)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for rank in (0, 1)]
+    try:
+        lines = []  # Gloo also prints to stdout: wait for our line.
+        while not lines or lines[-1] not in ("ready\n", ""):
+            lines.append(procs[sigterm_rank].stdout.readline())
+        assert lines[-1] == "ready\n", "".join(lines)
+        procs[sigterm_rank].send_signal(signal.SIGTERM)
+        results = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0 and out.rstrip().endswith("ok"), out[-2000:] + err[-3000:]
+    return [out for out, _ in results]
+
+
+def test_two_processes_preempted_together_then_restore_own_host_state(tmp_path, caplog):
+    """jax.distributed on localhost, SIGTERM to one host only.
+
+    JAX's preemption sync point makes both hosts save the same step; both
+    call save (Orbax coordinates); a new Checkpointer in each restores onto
+    other shardings and gets that host's own data position back.
+    """
+    script = tmp_path / "worker.py"
+    script.write_text(MULTIPROCESS_SCRIPT)
+    outs = _run_pair(script, tmp_path / "run", sigterm_rank=1)
+    steps = {int(out.split("preempted at")[1].split()[0]) for out in outs}
+    assert len(steps) == 1, outs  # Both hosts stopped at the same step.
+    step = steps.pop()
 
     # One process restoring a two-process checkpoint: arrays yes, host positions no.
     target = {"w": jax.ShapeDtypeStruct((8, 4), jnp.float32)}
@@ -384,7 +411,7 @@ def test_two_processes_save_together_and_restore_their_own_host_state(tmp_path, 
         with Checkpointer(tmp_path / "run", fingerprint={"model": "mp"}, save_every=2,
                           handle_sigterm=False) as ck:
             restored = ck.restore_latest(target)
-    np.testing.assert_array_equal(restored.state["w"], np.arange(32.0).reshape(8, 4))
+    np.testing.assert_array_equal(restored.state["w"], np.arange(32.0).reshape(8, 4) + step)
     assert restored.host_state is None
-    assert [h["data"]["position"] for h in restored.all_host_states] == [10, 11]
+    assert [h["data"]["position"] for h in restored.all_host_states] == [10 * step, 10 * step + 1]
     assert "written by 2 processes, this run has 1" in caplog.text
