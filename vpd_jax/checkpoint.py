@@ -9,8 +9,9 @@ holds three Orbax items:
          jax.Arrays. Saved with `StandardSave`, restored with
          `StandardRestore` onto the caller's abstract target, so arrays land
          directly on the new run's mesh and shardings (no gather to host).
-  host   JSON host state: data-iterator position, anything else the loop
-         needs that is not an array.
+  host   JSON host state (data-iterator position, anything else the loop
+         needs that is not an array), one entry per process: each host
+         reads its own shard of the prompts.
   meta   JSON: the model fingerprint and the shape/dtype of every state leaf,
          used to refuse a workdir that belongs to another model.
 
@@ -18,13 +19,18 @@ How the trainer uses it (the step number is the count of finished updates)::
 
     ckpt = Checkpointer(workdir, fingerprint=fp, save_every=k, max_to_keep=n)
     restored = ckpt.restore_latest(abstract_state(state_shapes, shardings))
-    start = 0 if restored is None else restored.step
-    for step in range(start + 1, total + 1):
+    step = 0
+    if restored is not None:
+        step, state = restored.step, restored.state
+        if restored.host_state is not None:   # None: other process count
+            data_iter.restore(restored.host_state["data"])
+    while step < total:
+        step += 1
         state = train_step(state, ...)
-        ckpt.maybe_save(step, state, {"data": it.get_state()})
+        ckpt.maybe_save(step, state, {"data": data_iter.state()})
         if ckpt.preemption_requested:
-            break                          # the save above already finished
-    ckpt.maybe_save(step, state, ..., force=True)  # final state, if not saved
+            break                          # the save above is on disk
+    ckpt.maybe_save(step, state, {...}, force=True)  # no-op if just saved
     ckpt.close()                           # waits for async writes
 
 Preemption: on SIGTERM the handler only sets a flag. Saving from inside a
@@ -33,7 +39,7 @@ whatever the main thread was doing (possibly a save); instead the next
 `maybe_save` saves synchronously and `preemption_requested` tells the loop to
 stop. Multi-host: every process must call `maybe_save`/`restore_latest` with
 the same step (Orbax coordinates the writes and barriers; process 0 writes
-metadata). There SIGTERM may reach hosts at different steps, so the Python
+the JSON items, after gathering every host's state). There SIGTERM may reach hosts at different steps, so the Python
 handler is not installed; JAX's preemption sync point
 (`reached_preemption`, enabled by `jax.distributed.initialize`) makes all
 hosts agree on the step to save.
