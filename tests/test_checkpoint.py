@@ -60,11 +60,11 @@ def assert_same(a, b):
     lb, tb = jax.tree.flatten(b)
     assert ta == tb
     for x, y in zip(la, lb):
+        assert x.dtype == y.dtype and x.shape == y.shape
         if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
             x, y = jax.random.key_data(x), jax.random.key_data(y)
-        assert x.dtype == y.dtype
-        np.testing.assert_array_equal(np.asarray(x.astype(jnp.float32) if x.dtype == jnp.bfloat16 else x),
-                                      np.asarray(y.astype(jnp.float32) if y.dtype == jnp.bfloat16 else y))
+        # float64 holds every bfloat16, float32, int32 and uint32 exactly.
+        np.testing.assert_array_equal(np.asarray(x, np.float64), np.asarray(y, np.float64))
 
 
 def abstract(state):
