@@ -320,6 +320,7 @@ def test_sigterm_handler_is_restored_on_close(tmp_path):
     assert ck.preemption_requested
     ck.close()
     assert signal.getsignal(signal.SIGTERM) == before
+    ck.close()  # Idempotent.
 
 
 MULTIPROCESS_SCRIPT = textwrap.dedent("""

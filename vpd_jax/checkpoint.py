@@ -277,6 +277,7 @@ class Checkpointer:
                 create=True,
             ),
         )
+        self._closed = False
         self._previous_handler: Any = None
         self._sigterm_installed = False
         if handle_sigterm and jax.process_count() == 1:
@@ -506,9 +507,14 @@ class Checkpointer:
         self._manager.wait_until_finished()
 
     def close(self) -> None:
-        """Waits for pending writes and restores the previous SIGTERM handler."""
-        self._manager.wait_until_finished()
-        self._manager.close()
+        """Waits for pending writes and restores the previous SIGTERM handler.
+
+        Safe to call twice (a `finally:` plus a `with` block).
+        """
+        if not self._closed:
+            self._manager.wait_until_finished()
+            self._manager.close()
+            self._closed = True
         if self._sigterm_installed and threading.current_thread() is threading.main_thread():
             # None means a handler set outside Python; SIG_DFL is the closest.
             signal.signal(signal.SIGTERM, self._previous_handler or signal.SIG_DFL)
