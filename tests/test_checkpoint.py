@@ -20,6 +20,11 @@ from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
 from vpd_jax import checkpoint as ckpt_lib
 from vpd_jax.checkpoint import Checkpointer, CheckpointMismatchError, abstract_state
 
+# A failed tensorstore read (the damaged-checkpoint tests) can leave a
+# callback that fires after Orbax's event loop closed, reported whenever the
+# garbage collector runs; harmless, and not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FP = {"model": "toy", "layers": 2}
 
@@ -209,9 +214,6 @@ def test_uncommitted_tmp_dir_from_a_crash_is_ignored(tmp_path):
     assert sorted(os.listdir(ckdir)) == ["2", "3"]
 
 
-# A failed tensorstore read can leave a callback that fires after its event
-# loop closed (inside Orbax); harmless, and not ours to fix.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_nothing_restorable_raises_and_renames_nothing(tmp_path):
     save_steps(tmp_path, [1, 2])
     for step in ("1", "2"):
