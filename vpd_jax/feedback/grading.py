@@ -6,8 +6,11 @@ the tests passed before it. Reward is 1.0 only when every test passes.
 
 Verdict of one run, from the facts the sandbox reports (first match wins):
   wall limit hit, SIGXCPU, or CPU time over the limit -> time_limit_exceeded
+  SIGKILL after running at least the CPU limit        -> time_limit_exceeded
+    (RLIMIT_CPU's hard limit, for a program that ignores SIGXCPU; under
+    bwrap the parent cannot see the program's own CPU time)
   SIGXFSZ or stdout at the size cap                    -> output_limit_exceeded
-  MemoryError raised, or killed with no result written -> memory_limit_exceeded
+  MemoryError raised, or killed sooner, no result     -> memory_limit_exceeded
   SyntaxError at exec / no `Solution` or method       -> compile_error
   any other exception or signal, or no result         -> runtime_error
   output (stdin) or return value (functional) differs -> wrong_answer
@@ -68,8 +71,10 @@ def judge_run(run: RunResult, *, functional: bool, expected: str,
     """(verdict, details for the critique) of one test run."""
     frame = run.frame or {}
     status = frame.get("status")
-    if (run.timed_out or run.signal == signal.SIGXCPU
-        or run.cpu_s > limits.time_s):
+    cpu_killed = (run.signal == signal.SIGKILL and run.frame is None
+                  and run.wall_s >= limits.time_s)
+    if (run.timed_out or run.signal == signal.SIGXCPU or cpu_killed
+            or run.cpu_s > limits.time_s):
         how = (f"no result within {limits.wall_limit_s:g} s of wall time (the "
                f"program may be sleeping or waiting for input)"
                if run.timed_out and run.cpu_s <= limits.time_s else "")
