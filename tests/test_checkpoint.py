@@ -214,6 +214,20 @@ def test_uncommitted_tmp_dir_from_a_crash_is_ignored(tmp_path):
     assert sorted(os.listdir(ckdir)) == ["2", "3"]
 
 
+def test_restore_a_given_step_without_fallback(tmp_path):
+    save_steps(tmp_path, [2, 4, 6])
+    _remove_state_manifests(str(tmp_path / "checkpoints" / "4"))
+    with Checkpointer(tmp_path, fingerprint=FP, save_every=2, handle_sigterm=False) as ck:
+        restored = ck.restore_latest(abstract(make_state(0)), step=2)
+        assert restored.step == 2
+        assert_same(restored.state, make_state(2))
+        with pytest.raises(FileNotFoundError, match=r"No checkpoint of step 3 .* are \[2, 4, 6\]"):
+            ck.restore_latest(abstract(make_state(0)), step=3)
+        with pytest.raises(RuntimeError, match=r"tried steps \[4\]"):
+            ck.restore_latest(abstract(make_state(0)), step=4)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "4", "6"]
+
+
 def test_nothing_restorable_raises_and_renames_nothing(tmp_path):
     save_steps(tmp_path, [1, 2])
     for step in ("1", "2"):

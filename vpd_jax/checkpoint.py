@@ -355,7 +355,7 @@ class Checkpointer:
 
     # ---- restoring --------------------------------------------------------
 
-    def restore_latest(self, target: Any) -> Restored | None:
+    def restore_latest(self, target: Any, step: int | None = None) -> Restored | None:
         """Restores the newest readable checkpoint onto `target`'s shardings.
 
         `target` is the abstract train state: a pytree of
@@ -367,9 +367,20 @@ class Checkpointer:
         `<step>.corrupt` so later saves of those steps do not collide. If
         none restores, the newest error is raised and nothing is renamed
         (the fault may be the target or the devices, not the files).
+
+        `step` (evaluation of one checkpoint) restores exactly that step:
+        an absent step raises FileNotFoundError, an unreadable one the error
+        above, with no fallback to another step.
         """
         self._manager.reload()
         steps = sorted(self._manager.all_steps(), reverse=True)
+        if step is not None:
+            if step not in steps:
+                raise FileNotFoundError(
+                    f"No checkpoint of step {step} in {self.directory}; the steps there "
+                    f"are {sorted(steps)}. Pick one of those, or omit the step for the latest."
+                )
+            steps = [step]
         expected = state_signature(target)
         filled = _fill_shardings(target)
         failures: list[tuple[int, Exception]] = []
