@@ -24,9 +24,13 @@ def sandbox(request):
     return sandbox_lib.Sandbox(request.param)
 
 
+OWNED = f"VPD_GRADER_PID={os.getpid()}".encode()
+MY_UIDS = range(fallback.slot_uid(0), fallback.slot_uid(0) + 64)
+
+
 def _sandbox_processes():
-    """Processes that should be gone: harnesses, marked or slot-uid
-    processes, and unreaped children (zombies) of this grader."""
+    """Processes that should be gone: sandboxed processes of this grader
+    (by environment, slot uid or marker) and its unreaped children."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -35,6 +39,8 @@ def _sandbox_processes():
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmdline = f.read().replace(b"\0", b" ").decode("utf-8",
                                                                "replace")
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                owned = OWNED in f.read().split(b"\0")
             with open(f"/proc/{pid}/status") as f:
                 status = dict(line.split(":", 1) for line in f if ":" in line)
             uid = int(status["Uid"].split()[0])
@@ -42,8 +48,7 @@ def _sandbox_processes():
             state = status["State"].split()[0]
         except (OSError, KeyError, ValueError):
             continue
-        if ("harness.py" in cmdline or MARKER in cmdline
-                or uid >= fallback.UID_BASE
+        if (owned or MARKER in cmdline or uid in MY_UIDS
                 or (ppid == os.getpid() and state == "Z")):
             found.append((int(pid), cmdline, state))
     return found

@@ -238,9 +238,12 @@ class Sandbox:
                          str(job_fd), str(res_fd), str(started_fd)]
 
     def _env(self, workdir: str | None) -> dict[str, str]:
+        """A small, fixed environment; VPD_GRADER_PID names the grader that
+        owns a sandboxed process (for operators and leak checks)."""
         home = workdir or "/tmp"
         return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
                 "HOME": home, "TMPDIR": home, "PYTHONIOENCODING": "utf-8",
+                "VPD_GRADER_PID": str(os.getpid()),
                 "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                 "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
 
