@@ -105,26 +105,26 @@ def test_client_retries_then_fails_on_dead_address():
     assert time.monotonic() - started < 5
 
 
-def test_load_2000_gradings_from_8_clients(server):
-    """Every grading is answered once, in order, none lost or duplicated.
-
-    Most items are cheap (no code, compile errors) to load the HTTP path and
-    the pool; one in 25 runs a real program in the sandbox.
-    """
+def _load(server, real_every):
+    """2,000 gradings from 8 concurrent clients (25 per request); every
+    `real_every`-th runs a program in the sandbox, the others are cheap
+    (no code, compile errors) and load the HTTP path and the pool. Every
+    grading must come back once, in order, with its own verdict."""
     def item(i):
         problem = Problem(f"q{i}", "", "", "", "atcoder", "easy", "",
                           ADD.public_tests, [], None, {})
-        if i % 25 == 0:
-            return problem, (GOOD if i % 50 == 0 else WRONG)
+        if i % real_every == 0:
+            return problem, (GOOD if (i // real_every) % 2 == 0 else WRONG)
         return problem, ("just words" if i % 2 else "```python\nprint(\n```")
 
     def expected(i):
-        if i % 25 == 0:
-            return "accepted" if i % 50 == 0 else "wrong_answer"
+        if i % real_every == 0:
+            return ("accepted" if (i // real_every) % 2 == 0
+                    else "wrong_answer")
         return "no_code" if i % 2 else "compile_error"
 
     def client_job(c):
-        client = server.client(timeout_s=120)
+        client = server.client(timeout_s=300)
         mine = list(range(c, 2000, 8))
         got = []
         for start in range(0, len(mine), 25):
@@ -140,6 +140,16 @@ def test_load_2000_gradings_from_8_clients(server):
     assert sorted(i for i, _, _ in answers) == list(range(2000))
     for i, qid, verdict in answers:
         assert qid == f"q{i}" and verdict == expected(i)
+    assert server.client().health()["in_flight"] == 0
+
+
+def test_load_2000_gradings_from_8_clients(server):
+    _load(server, real_every=25)
+
+
+@pytest.mark.slow
+def test_load_2000_real_gradings_from_8_clients(server):
+    _load(server, real_every=1)  # every grading runs the sandbox
 
 
 def test_graceful_shutdown_answers_requests_in_flight():
