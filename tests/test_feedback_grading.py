@@ -200,9 +200,28 @@ def test_critique_never_quotes_hidden_tests(sandbox):
         text = _critique(sandbox, name)
         assert "hidden test" in text
         assert "10 20" not in text and "30" not in text
-    # the assertion message is the program's own, not test data
-    assert "AssertionError: secret" in _critique(
-        sandbox, "crashes_on_hidden_test_only")
+    # The exception type and the failing line are shown; its message is
+    # not, since a program can put its hidden input in it.
+    text = _critique(sandbox, "crashes_on_hidden_test_only")
+    assert "AssertionError: (message withheld on a hidden test)" in text
+    assert "line 2: assert a < 10, 'secret'" in text  # its own source line
+
+
+def test_hidden_input_echoed_by_the_program_is_withheld(sandbox):
+    echo = {"exception": "a, b = map(int, input().split())\n"
+                         "if a >= 10:\n    raise ValueError(f'got {a} {b}')\n"
+                         "print(a + b)",
+            "stderr": "import sys, os\nline = input()\n"
+                      "if line.startswith('10'):\n"
+                      "    sys.stderr.write(line)\n    sys.stderr.flush()\n"
+                      "    os._exit(3)\n"
+                      "a, b = map(int, line.split())\nprint(a + b)"}
+    for how, code in echo.items():
+        result = grade(ADD, fenced(code), limits=LIMITS, sandbox=sandbox)
+        assert result["verdict"] == "runtime_error", how
+        assert result["tests_passed"] == 1
+        assert "10 20" not in result["critique"], how
+        assert "got 10" not in result["critique"], how
 
 
 def test_critique_names_the_limit(sandbox):

@@ -5,7 +5,9 @@ then for the first failing test its input, the expected and the actual
 output, or the exception with the program's own line numbers, or the limit
 it hit. A hidden (private) test is never quoted: public tests give feedback,
 private tests only give the reward, so the teacher cannot learn the answers
-of the tests that decide it. Fields are cut to ~250 characters and the
+of the tests that decide it. On a hidden test the program's own output,
+exception message and stderr are withheld too, since a program can echo
+its input into them; its exception type and the lines it failed on stay. Fields are cut to ~250 characters and the
 whole text to ~2,000, keeping the teacher prompt short.
 """
 
@@ -42,6 +44,7 @@ class Failure:
     exc_msg: str = ""
     frames: list = dataclasses.field(default_factory=list)  # [line, func, src]
     limit: str = ""  # e.g. "6 s of CPU time"
+    stderr_tail: str = ""  # last lines the program wrote to stderr
 
 
 def truncate(text: str, limit: int = FIELD_CHARS) -> str:
@@ -58,7 +61,8 @@ def _block(label: str, text: str) -> str:
 
 
 def _exception(f: Failure) -> list[str]:
-    lines = [f"{f.exc_type}: {truncate(f.exc_msg, 300)}".rstrip(": ")]
+    message = "(message withheld on a hidden test)" if f.hidden else f.exc_msg
+    lines = [f"{f.exc_type}: {truncate(message, 300)}".rstrip(": ")]
     if f.frames:
         lines.append("Traceback (innermost last), in your code:")
         for lineno, func, source in f.frames[-5:]:
@@ -101,6 +105,9 @@ def critique_text(*, verdict: str, tests_passed: int, tests_total: int,
             parts.extend(_exception(failure))
         elif failure.reason:
             parts.append(failure.reason)
+            if failure.stderr_tail and not failure.hidden:
+                parts.append(_block("Stderr (last lines)",
+                                    failure.stderr_tail))
     if verdict in ("time_limit_exceeded", "memory_limit_exceeded",
                    "output_limit_exceeded") and failure.limit:
         parts.append(f"Limit: {failure.limit}.")

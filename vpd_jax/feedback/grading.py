@@ -91,11 +91,11 @@ def judge_run(run: RunResult, *, functional: bool, expected: str,
             return "memory_limit_exceeded", {
                 "limit": f"{limits.memory_mb} MiB of memory",
                 "reason": "the program was killed (out of memory)"}
-        tail = run.stderr_tail.strip().splitlines()[-3:]
         why = (f"killed by {_signal_name(run.signal)}" if run.signal else
                f"exited with code {run.exit_code} before finishing")
-        detail = f"The program {why}." + ("\n" + "\n".join(tail) if tail else "")
-        return "runtime_error", {"reason": detail}
+        tail = "\n".join(run.stderr_tail.strip().splitlines()[-3:])
+        return "runtime_error", {"reason": f"The program {why}.",
+                                 "stderr_tail": tail}
     if status == "compile_error":
         return "compile_error", _exc(frame)
     if status == "no_solution":
