@@ -42,11 +42,19 @@ class DivergenceSpec:
 
 # ------------------------------------------------------------- token stats
 def token_stats_from_logits(s_logits: jax.Array, t_logits: jax.Array | None, targets: jax.Array,
-                            spec: DivergenceSpec) -> dict:
+                            spec: DivergenceSpec, grad_side: str | None = None) -> dict:
     """Per-token numbers from logits [..., V] and targets [...].
 
     Returns lp_s, ent_s and, with a teacher, lp_t and div (all [...]).
+    grad_side "student" detaches the teacher's logits (M-step, GRPO),
+    "teacher" the student's (E-step), None neither (scoring).
     """
+    if grad_side == "student" and t_logits is not None:
+        t_logits = jax.lax.stop_gradient(t_logits)  # the teacher is a target, never trained here
+    elif grad_side == "teacher":
+        s_logits = jax.lax.stop_gradient(s_logits)  # the student is the trust-region reference
+    elif grad_side is not None:
+        raise ValueError(f"grad_side must be 'student', 'teacher' or None, got {grad_side!r}")
     ls = dv.log_probs(s_logits)  # [..., V]
     out = {"lp_s": dv.token_log_prob(ls, targets), "ent_s": dv.entropy(ls)}
     if t_logits is not None:
@@ -66,7 +74,7 @@ def _mixed_logits(terms, hs: tuple, ws: tuple) -> jax.Array:
 
 
 def chunked_token_stats(h_s: jax.Array, w_s: jax.Array, teacher, targets: jax.Array, spec: DivergenceSpec,
-                        chunk: int = 128) -> dict:
+                        chunk: int = 128, grad_side: str | None = None) -> dict:
     """Per-token stats [B, R] from response hidden states, chunk by chunk.
 
     h_s [B, R, D] are the student's hidden states that predict targets [B, R];
@@ -91,7 +99,7 @@ def chunked_token_stats(h_s: jax.Array, w_s: jax.Array, teacher, targets: jax.Ar
     def body(ws, wts, hs_c, hts_c, tgt_c):
         s_logits = jnp.einsum("bcd,dv->bcv", hs_c, ws, preferred_element_type=jnp.float32)  # [B, C, V]
         t_logits = _mixed_logits(meta, hts_c, wts) if meta else None  # [B, C, V]
-        return token_stats_from_logits(s_logits, t_logits, tgt_c, spec)
+        return token_stats_from_logits(s_logits, t_logits, tgt_c, spec, grad_side)
 
     wts = tuple(w for _, _, w in teacher)
     xs = (split(h_s), tuple(split(h) for _, h, _ in teacher), split(targets))

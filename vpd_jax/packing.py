@@ -50,7 +50,8 @@ def bucket(n: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> int:
 
 
 def pack_rows(rows: Sequence[Row], pad_id: int = 0, row_multiple: int = 1,
-              buckets: Sequence[int] = DEFAULT_BUCKETS, with_old_logp: bool | None = None) -> dict:
+              buckets: Sequence[int] = DEFAULT_BUCKETS, with_old_logp: bool | None = None,
+              pad_to: tuple[int, int, int] | None = None) -> dict:
     """Rows -> dict of numpy arrays, the batch every step in steps.py takes.
 
     Keys: student_tokens, student_mask [B, Ts]; teacher_tokens, teacher_mask
@@ -59,7 +60,8 @@ def pack_rows(rows: Sequence[Row], pad_id: int = 0, row_multiple: int = 1,
     has it (or with_old_logp=True). Group ids are renumbered 0..G-1 and each
     padding row gets its own. A row without a teacher prompt is scored with
     its student prompt as teacher (has_context 0), so it adds nothing to the
-    M- or E-step losses but still counts for GRPO.
+    M- or E-step losses but still counts for GRPO. pad_to = (Ts, Tt, R) fixes
+    the three lengths instead of bucketing (one compiled shape for a run).
     """
     if not rows:
         raise ValueError("pack_rows: no rows to pack")
@@ -79,9 +81,16 @@ def pack_rows(rows: Sequence[Row], pad_id: int = 0, row_multiple: int = 1,
 
     contexts = [list(r.teacher_prompt) if r.teacher_prompt else list(r.student_prompt) for r in rows]
     B = -(-len(rows) // row_multiple) * row_multiple
-    R = bucket(max(len(r.response) for r in rows), buckets)
-    Ts = bucket(max(len(r.student_prompt) + len(r.response) for r in rows), buckets)
-    Tt = bucket(max(len(c) + len(r.response) for c, r in zip(contexts, rows)), buckets)
+    need = (max(len(r.student_prompt) + len(r.response) for r in rows),  # Ts
+            max(len(c) + len(r.response) for c, r in zip(contexts, rows)),  # Tt
+            max(len(r.response) for r in rows))  # R
+    if pad_to is None:
+        Ts, Tt, R = (bucket(n, buckets) for n in need)
+    else:
+        for name, n, fixed in zip(("Ts", "Tt", "R"), need, pad_to):
+            if n > fixed:
+                raise ValueError(f"pack_rows: rows need {name} = {n} but pad_to fixes it at {fixed}")
+        Ts, Tt, R = pad_to
 
     out = {
         "student_tokens": np.full((B, Ts), pad_id, np.int32), "student_mask": np.zeros((B, Ts), np.int32),

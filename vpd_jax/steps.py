@@ -80,7 +80,7 @@ def m_loss(mc, tc: TrainConfig, params, ema, ref, batch, norms) -> tuple:
     teacher = _teacher_terms(mc, tc, params, ema, ref, batch)
     spec = losses.DivergenceSpec(tc.divergence, tc.jsd_alpha, tc.topk, "student")
     st = losses.chunked_token_stats(hs, lm_head_weight(mc, params), teacher, batch["targets"], spec,
-                                    tc.logit_chunk)
+                                    tc.logit_chunk, grad_side="student")
     mask = batch["response_mask"] * batch["has_context"][:, None]  # [B, R] rollouts with a context
     weight = None
     if "old_logp" in batch and tc.importance_clip > 0:
@@ -99,7 +99,8 @@ def e_loss(mc, tc: TrainConfig, params, delta, batch, norms) -> tuple:
     w = lm_head_weight(mc, params)
     kind = "forward_kl" if tc.lambda_kl != 0 else "none"  # KL(t || s) = KL(q || pi)
     spec = losses.DivergenceSpec(kind, topk=tc.topk, support="teacher")
-    st = losses.chunked_token_stats(hs, sg(w), [(1.0, ht, w)], batch["targets"], spec, tc.logit_chunk)
+    st = losses.chunked_token_stats(hs, sg(w), [(1.0, ht, w)], batch["targets"], spec, tc.logit_chunk,
+                                    grad_side="teacher")
     ctx = batch["has_context"] * batch["row_mask"]  # [B]
     mask = batch["response_mask"] * ctx[:, None]  # [B, R]
     kl = st.get("div", jnp.zeros_like(st["lp_s"]))
@@ -118,7 +119,7 @@ def g_loss(mc, tc: TrainConfig, params, ref, batch, norms) -> tuple:
         teacher = [(1.0, _side(mc, sg(ref), batch, "student"), sg(lm_head_weight(mc, ref)))]
     spec = losses.DivergenceSpec("none")
     st = losses.chunked_token_stats(hs, lm_head_weight(mc, params), teacher, batch["targets"], spec,
-                                    tc.logit_chunk)
+                                    tc.logit_chunk, grad_side="student")
     lp_old = batch["old_logp"] if "old_logp" in batch else sg(st["lp_s"])  # on-policy: ratio 1
     mask = batch["response_mask"] * batch["row_mask"][:, None]
     loss, metrics = losses.grpo_loss(st["lp_s"], lp_old, batch["advantage"], mask, tc.clip_low, tc.clip_high,

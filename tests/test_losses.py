@@ -1,0 +1,244 @@
+"""losses.py and divergences.py against a NumPy re-derivation (float64).
+
+Everything here runs eagerly on tiny random logits: no model, no mesh.
+"""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vpd_jax import divergences as dv
+from vpd_jax import losses
+
+TOL = dict(rtol=1e-5, atol=1e-5)
+KINDS = ("reverse_kl", "forward_kl", "jsd")
+
+
+# ------------------------------------------------------------ NumPy reference
+def np_logsoftmax(x):
+    x = np.asarray(x, np.float64)
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def np_div_dist(ps, pt, kind, alpha):
+    """D(s, t) for explicit distributions (last axis)."""
+    kl = lambda p, q: np.sum(p * (np.log(p) - np.log(q)), -1)
+    if kind == "reverse_kl":
+        return kl(ps, pt)
+    if kind == "forward_kl":
+        return kl(pt, ps)
+    m = alpha * pt + (1 - alpha) * ps
+    return alpha * kl(pt, m) + (1 - alpha) * kl(ps, m)
+
+
+def np_divergence(s, t, kind, alpha=0.5, topk=0, support="student"):
+    ps, pt = np.exp(np_logsoftmax(s)), np.exp(np_logsoftmax(t))
+    if topk == 0:
+        return np_div_dist(ps, pt, kind, alpha)
+    chooser = np.asarray(s if support == "student" else t, np.float64)
+    idx = np.argsort(-chooser, axis=-1)[..., :topk]
+    top_s, top_t = np.take_along_axis(ps, idx, -1), np.take_along_axis(pt, idx, -1)
+    qs = np.concatenate([top_s, 1 - top_s.sum(-1, keepdims=True)], -1)  # k + tail bucket
+    qt = np.concatenate([top_t, 1 - top_t.sum(-1, keepdims=True)], -1)
+    return np_div_dist(qs, qt, kind, alpha)
+
+
+def rand_logits(seed, shape, scale=3.0):
+    return (scale * np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)
+
+
+# ---------------------------------------------------------------- divergences
+@pytest.mark.parametrize("kind,topk,support", [(k, 0, "student") for k in KINDS] +
+                         [(k, 5, s) for k, s in itertools.product(KINDS, ("student", "teacher"))])
+def test_divergence_matches_numpy(kind, topk, support):
+    s, t = rand_logits(0, (3, 4, 37)), rand_logits(1, (3, 4, 37))
+    got = dv.divergence(jnp.asarray(s), jnp.asarray(t), kind, 0.3, topk, support)
+    np.testing.assert_allclose(np.asarray(got), np_divergence(s, t, kind, 0.3, topk, support), **TOL)
+    assert np.all(np.asarray(got) >= -1e-6)
+
+
+def test_topk_tail_is_exact_when_topk_holds_almost_all_mass():
+    s = np.zeros((2, 50), np.float32)
+    s[:, :3] = 40.0  # tail mass ~ 47 e^-40: log(1 - sum p) would round to log(0)
+    got = np.asarray(dv.topk_with_tail(jnp.asarray(s), jnp.asarray(np.tile([[0, 1, 2]], (2, 1)))))
+    np.testing.assert_allclose(got[:, 3], np.log(47.0) - 40.0 - np.log(3.0), rtol=1e-5)
+    np.testing.assert_allclose(np.exp(got.astype(np.float64)).sum(-1), 1.0, rtol=1e-5)
+
+
+def test_entropy_and_token_log_prob():
+    s = rand_logits(2, (5, 11))
+    tgt = np.random.default_rng(3).integers(0, 11, 5)
+    ls = np_logsoftmax(s)
+    stats = losses.token_stats_from_logits(jnp.asarray(s), jnp.asarray(s), jnp.asarray(tgt), losses.DivergenceSpec())
+    np.testing.assert_allclose(stats["ent_s"], -(np.exp(ls) * ls).sum(-1), **TOL)
+    np.testing.assert_allclose(stats["lp_s"], ls[np.arange(5), tgt], **TOL)
+
+
+def test_chunked_stats_from_hidden_equal_logits_path():
+    """R = 7 with chunk 3 (padding path), a two-term (SDPO mix) teacher."""
+    rng = np.random.default_rng(4)
+    B, R, D, V = 2, 7, 6, 29
+    hs, ht, hr = (rng.standard_normal((B, R, D)).astype(np.float32) for _ in range(3))
+    w, wr = (rng.standard_normal((D, V)).astype(np.float32) for _ in range(2))
+    tgt = rng.integers(0, V, (B, R))
+    spec = losses.DivergenceSpec("jsd", 0.4, 6, "student")
+    teacher = [(0.7, jnp.asarray(ht), jnp.asarray(w)), (0.3, jnp.asarray(hr), jnp.asarray(wr))]
+    got = losses.chunked_token_stats(jnp.asarray(hs), jnp.asarray(w), teacher, jnp.asarray(tgt), spec, chunk=3)
+    s = hs.astype(np.float64) @ w
+    t = 0.7 * (ht.astype(np.float64) @ w) + 0.3 * (hr.astype(np.float64) @ wr)
+    ls, lt = np_logsoftmax(s), np_logsoftmax(t)
+    take = lambda l: np.take_along_axis(l, tgt[..., None], -1)[..., 0]
+    np.testing.assert_allclose(got["lp_s"], take(ls), **TOL)
+    np.testing.assert_allclose(got["lp_t"], take(lt), **TOL)
+    np.testing.assert_allclose(got["ent_s"], -(np.exp(ls) * ls).sum(-1), **TOL)
+    np.testing.assert_allclose(got["div"], np_divergence(s, t, "jsd", 0.4, 6, "student"), **TOL)
+
+
+# ------------------------------------------------------------------- losses
+def np_e_step(lp_t, lp_s, kl, mask, reward, valid, delta, beta, lam, length_normalize):
+    rho = (mask * (lp_t - lp_s)).sum(1)
+    if length_normalize:
+        rho = rho / np.maximum(mask.sum(1), 1)
+    z = beta * rho - delta
+    logsig = lambda x: -np.log1p(np.exp(-x))
+    pos, neg = (valid > 0) & (reward > 0.5), (valid > 0) & (reward <= 0.5)
+    bco = -logsig(z[pos]).mean() - logsig(-z[neg]).mean()
+    return bco + lam * (mask * kl).sum() / mask.sum(), (z[pos] > 0).sum() + (z[neg] <= 0).sum()
+
+
+@pytest.mark.parametrize("length_normalize", [False, True])
+def test_e_step_loss_matches_numpy(length_normalize):
+    rng = np.random.default_rng(5)
+    B, R = 6, 5
+    lp_t, lp_s = -rng.random((B, R)) * 3, -rng.random((B, R)) * 3
+    kl = rng.random((B, R))
+    mask = (rng.random((B, R)) > 0.3).astype(np.float64)
+    reward = np.array([1, 0, 1, 0, 0, 1.0])
+    valid = np.array([1, 1, 1, 1, 0, 1.0])  # row 4: no context / padding
+    mask[4] = 0  # its tokens are masked too, as steps.py does
+    want, correct = np_e_step(lp_t, lp_s, kl, mask, reward, valid, 0.3, 0.7, 0.2, length_normalize)
+    n_pos, n_neg = 3.0, 2.0
+    f = lambda x: jnp.asarray(x, jnp.float32)
+    loss, m = losses.e_step_loss(f(lp_t), f(lp_s), f(kl), f(mask), f(reward), f(valid), 0.3, 0.7, 0.2,
+                                 length_normalize, n_pos, n_neg, mask.sum())
+    np.testing.assert_allclose(loss, want, **TOL)
+    np.testing.assert_allclose(m["bco_accuracy"], correct / 5, **TOL)
+
+
+def test_update_delta():
+    d = losses.update_delta(jnp.float32(1.0), jnp.float32(3.0), jnp.float32(-1.0), 1.0, 1.0, 0.9)
+    np.testing.assert_allclose(d, 0.9 * 1.0 + 0.1 * (3.0 - 1.0) / 2, **TOL)
+    d = losses.update_delta(jnp.float32(1.0), jnp.float32(3.0), jnp.float32(0.0), 1.0, 0.0, 0.5)
+    np.testing.assert_allclose(d, 0.5 + 0.5 * 3.0, **TOL)  # only positives: their mean is the target
+    assert float(losses.update_delta(jnp.float32(1.0), 0.0, 0.0, 0.0, 0.0, 0.5)) == 1.0
+
+
+def np_advantages(reward, group, valid, dr):
+    adv = np.zeros_like(reward)
+    for i in range(len(reward)):
+        members = [j for j in range(len(reward)) if group[j] == group[i] and valid[j]]
+        if not valid[i] or len(members) < 2:
+            continue
+        r = reward[members]
+        adv[i] = reward[i] - r.mean()
+        if not dr:
+            adv[i] /= r.std(ddof=1) + 1e-6
+    return adv
+
+
+@pytest.mark.parametrize("dr_grpo", [False, True])
+def test_grpo_matches_numpy(dr_grpo):
+    rng = np.random.default_rng(6)
+    reward = np.array([1, 0, 0, 1, 1, 0, 1, 0.0])
+    group = np.array([0, 0, 0, 1, 1, 1, 2, 3])  # groups 2 and 3 have one row: advantage 0
+    valid = np.array([1, 1, 1, 1, 1, 1, 1, 0.0])
+    adv = np_advantages(reward, group, valid, dr_grpo)
+    got_adv = losses.group_advantages(jnp.asarray(reward, jnp.float32), jnp.asarray(group),
+                                      jnp.asarray(valid, jnp.float32), dr_grpo)
+    np.testing.assert_allclose(got_adv, adv, **TOL)
+    B, R = 8, 4
+    lp, lp_old, lp_ref = (-rng.random((B, R)) * 2 for _ in range(3))
+    mask = (rng.random((B, R)) > 0.2) * valid[:, None]
+    ratio = np.exp(lp - lp_old)
+    surr = np.minimum(ratio * adv[:, None], np.clip(ratio, 0.8, 1.3) * adv[:, None])
+    k3 = np.exp(lp_ref - lp) - (lp_ref - lp) - 1
+    denom = B * R if dr_grpo else mask.sum()
+    want = (mask * (-surr + 0.05 * k3)).sum() / denom
+    f = lambda x: jnp.asarray(x, jnp.float32)
+    loss, m = losses.grpo_loss(f(lp), f(lp_old), f(adv), f(mask), 0.2, 0.3, denom, f(lp_ref), 0.05, mask.sum())
+    np.testing.assert_allclose(loss, want, **TOL)
+    np.testing.assert_allclose(m["kl_ref"], (mask * k3).sum() / mask.sum(), **TOL)
+    np.testing.assert_allclose(m["clip_fraction"], (mask * ((ratio < 0.8) | (ratio > 1.3))).sum() / mask.sum(), **TOL)
+
+
+def test_m_step_loss_with_importance_weight():
+    rng = np.random.default_rng(7)
+    div, mask = rng.random((3, 4)), (rng.random((3, 4)) > 0.3) * 1.0
+    lp, old = -rng.random((3, 4)), -rng.random((3, 4))
+    w = np.minimum(np.exp(lp - old), 1.5)
+    f = lambda x: jnp.asarray(x, jnp.float32)
+    loss, m = losses.m_step_loss(f(div), f(mask), mask.sum(), losses.importance_weight(f(lp), f(old), 1.5))
+    np.testing.assert_allclose(loss, (mask * w * div).sum() / mask.sum(), **TOL)
+    np.testing.assert_allclose(m["divergence"], (mask * div).sum() / mask.sum(), **TOL)
+
+
+# ------------------------------------------------------- gradient isolation
+def _m_from_logits(s, t, tgt, mask, spec):
+    st = losses.token_stats_from_logits(s, t, tgt, spec, grad_side="student")
+    return losses.m_step_loss(st["div"], mask, jnp.sum(mask))[0]
+
+
+def _e_from_logits(s, t, tgt, mask, reward, beta, lam, spec):
+    st = losses.token_stats_from_logits(s, t, tgt, spec, grad_side="teacher")
+    valid = jnp.ones_like(reward)
+    n_pos, n_neg = jnp.maximum(jnp.sum(reward), 1.0), jnp.maximum(jnp.sum(1 - reward), 1.0)
+    return losses.e_step_loss(st["lp_t"], st["lp_s"], st["div"], mask, reward, valid, 0.1, beta, lam, False,
+                              n_pos, n_neg, jnp.sum(mask))[0]
+
+
+@pytest.fixture(scope="module")
+def logits_batch():
+    s, t = rand_logits(8, (4, 5, 23)), rand_logits(9, (4, 5, 23))
+    tgt = np.random.default_rng(10).integers(0, 23, (4, 5))
+    mask = np.ones((4, 5), np.float32)
+    mask[1, 3:] = 0
+    return jnp.asarray(s), jnp.asarray(t), jnp.asarray(tgt), jnp.asarray(mask), jnp.asarray([1.0, 0.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("kind,topk", [("reverse_kl", 0), ("forward_kl", 5), ("jsd", 0)])
+def test_m_step_gradient_only_through_student(logits_batch, kind, topk):
+    s, t, tgt, mask, _ = logits_batch
+    spec = losses.DivergenceSpec(kind, 0.5, topk, "student")
+    gs, gt = jax.grad(_m_from_logits, argnums=(0, 1))(s, t, tgt, mask, spec)
+    assert float(jnp.abs(gs).max()) > 1e-4
+    assert float(jnp.abs(gt).max()) == 0.0
+
+
+def test_e_step_gradient_only_through_teacher(logits_batch):
+    s, t, tgt, mask, reward = logits_batch
+    spec = losses.DivergenceSpec("forward_kl", topk=5, support="teacher")
+    gs, gt = jax.grad(_e_from_logits, argnums=(0, 1))(s, t, tgt, mask, reward, 0.5, 0.3, spec)
+    assert float(jnp.abs(gt).max()) > 1e-4
+    assert float(jnp.abs(gs).max()) == 0.0
+
+
+@pytest.mark.parametrize("kind,topk", [("reverse_kl", 0), ("reverse_kl", 5), ("forward_kl", 0), ("jsd", 5)])
+def test_same_context_gives_zero_m_loss_and_grad(logits_batch, kind, topk):
+    s, _, tgt, mask, _ = logits_batch
+    spec = losses.DivergenceSpec(kind, 0.5, topk, "student")
+    loss, g = jax.value_and_grad(_m_from_logits)(s, s, tgt, mask, spec)
+    assert abs(float(loss)) < 1e-6
+    assert float(jnp.abs(g).max()) < 1e-6
+
+
+def test_e_step_beta_and_lambda_zero_gives_zero_grad(logits_batch):
+    s, t, tgt, mask, reward = logits_batch
+    spec = losses.DivergenceSpec("forward_kl", topk=5, support="teacher")
+    g = jax.grad(_e_from_logits, argnums=1)(s, t, tgt, mask, reward, 0.0, 0.0, spec)
+    assert float(jnp.abs(g).max()) == 0.0
+    g = jax.grad(_e_from_logits, argnums=1)(s, t, tgt, mask, reward, 0.0, 0.3, spec)
+    assert float(jnp.abs(g).max()) > 1e-4  # the KL term alone does move the teacher
