@@ -5,6 +5,8 @@ every verdict, the comparison rules, stdin quirks, functional problems, and
 what critiques may and may not quote.
 """
 
+import json
+
 import pytest
 
 from vpd_jax.feedback import VERDICTS, Limits, Problem, TestCase, grade
@@ -265,3 +267,49 @@ def test_program_faking_a_sandbox_failure_gets_a_verdict(sandbox):
     result = grade(ADD, fake, limits=LIMITS, sandbox=sandbox)
     assert result["verdict"] == "runtime_error"
     assert "exited with code 1" in result["critique"]
+
+
+UNPRIVILEGED_SCRIPT = """
+import json
+from vpd_jax.feedback import Limits, Problem, TestCase, grade
+from vpd_jax.feedback.sandbox import Sandbox
+ADD = Problem("add", "", "", "", "atcoder", "easy", "",
+              [TestCase("1 2\\n", "3\\n", "stdin")], [], None, {{}})
+fenced = lambda code: "```python\\n" + code + "\\n```"
+sandbox = Sandbox("fallback")
+codes = {{
+    "ok": "a, b = map(int, input().split())\\nprint(a + b)",
+    "threads": "import threading\\nout = []\\n"
+               "t = threading.Thread(target=lambda: out.append(sum(map(int, "
+               "input().split()))))\\nt.start(); t.join(); print(out[0])",
+    "fork": "import os\\nos.fork()",
+    "loop": "while True:\\n    pass",
+}}
+limits = Limits(time_s=1.0, wall_s=4.0, memory_mb=512)
+print(json.dumps({{name: grade(ADD, fenced(code), limits=limits,
+                              sandbox=sandbox)["verdict"]
+                  for name, code in codes.items()}}))
+"""
+
+
+def test_unprivileged_fallback():
+    """The fallback as an ordinary user: no uid switching, no NPROC."""
+    import os
+    import subprocess
+    python = "/usr/bin/python3"
+    if os.geteuid() != 0 or not os.access(python, os.X_OK):
+        pytest.skip("needs root (to become an ordinary user) and a system "
+                    "python that user can run")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = UNPRIVILEGED_SCRIPT.format()
+    out = subprocess.run(
+        [python, "-c", script], capture_output=True, text=True, timeout=120,
+        user=65534, group=65534, extra_groups=[], cwd="/tmp",
+        env={"PYTHONPATH": repo, "PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+    if out.returncode != 0 and "ModuleNotFoundError" in out.stderr:
+        pytest.skip(f"system python lacks a module: {out.stderr[-200:]}")
+    assert out.returncode == 0, out.stderr
+    verdicts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert verdicts == {"ok": "accepted", "threads": "accepted",
+                        "fork": "runtime_error",
+                        "loop": "time_limit_exceeded"}

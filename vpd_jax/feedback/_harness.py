@@ -88,6 +88,8 @@ def _set_limits(limits):
         (resource.RLIMIT_STACK, (limits["stack_bytes"],) * 2),
     ]
     for which, value in pairs:
+        if value[0] is None:
+            continue
         try:
             resource.setrlimit(which, value)
         except (ValueError, OSError):

@@ -190,9 +190,16 @@ class Sandbox:
         limits = limits or self.limits
         uid = self._slot_uid(slot)
         token = secrets.token_hex(16)
+        rlimits = limits.harness_json()
+        if self.mode == "fallback" and uid is None:
+            # Unprivileged fallback: RLIMIT_NPROC would count every process
+            # of the grader's own user, so it would refuse the program's
+            # threads on a busy host. New processes are refused by the
+            # audit hook there instead.
+            rlimits["nproc"] = None
         job = {"code": code, "mode": mode, "func_name": func_name,
                "args": list(args or []),
-               "limits": limits.harness_json(), "token": token, "uid": uid,
+               "limits": rlimits, "token": token, "uid": uid,
                "path_fds": dict(self._dir_fds) if uid is not None else {},
                "audit_guard": self.mode == "fallback",
                "site_paths": list(self._site), "header_names": self._header,
