@@ -6,11 +6,15 @@ inherits a large parent's memory map or accelerator handles.
 
     problems.py  LiveCodeBench rows -> Problem / TestCase
     extract.py   the program inside a completion
-    sandbox.py   one test in a fresh, isolated interpreter (+ _harness.py)
+    grading.py   grade(problem, completion) -> verdict dict (LCB rules)
     compare.py   LiveCodeBench's output comparison
     critique.py  the text the teacher reads
-    grading.py   grade(problem, completion) -> verdict dict
-    server.py    HTTP batch server; client.py: its client and start_server
+    sandbox.py   one test in a fresh, isolated interpreter (_harness.py runs
+                 inside); bwrap.py + seccomp.py, or fallback.py
+    header.py    LiveCodeBench's import header, bound lazily
+    limits.py    per-test limits;  pool.py: bounded worker pool
+    server.py    HTTP batch server;  client.py: its client, start_server
+    __main__.py  `python -m vpd_jax.feedback grade ...`
 """
 
 from vpd_jax.feedback.client import (FeedbackClient, FeedbackError,
@@ -20,8 +24,10 @@ from vpd_jax.feedback.grading import VERDICTS, grade
 from vpd_jax.feedback.limits import Limits
 from vpd_jax.feedback.problems import (Problem, ProblemFormatError, TestCase,
                                        load_problems, parse_problem_row)
+from vpd_jax.feedback.sandbox import SandboxError
 
 __all__ = ["FeedbackClient", "FeedbackError", "Limits", "Problem",
-           "ProblemFormatError", "ServerHandle", "TestCase", "VERDICTS",
+           "ProblemFormatError", "SandboxError", "ServerHandle", "TestCase",
+           "VERDICTS",
            "extract_code", "grade", "load_problems", "parse_problem_row",
            "start_server"]
