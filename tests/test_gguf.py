@@ -164,6 +164,19 @@ def test_gguf_config_matches_hf_config(tiny_llama_dir, tiny_qwen3_dir, tmp_path)
     assert llama.rope_type == "freq_factors" and llama.tie_word_embeddings
 
 
+def test_gguf_onto_2x2x2_mesh(tiny_qwen3_dir, tmp_path):
+    from vpd_jax import sharding
+    from vpd_jax.models import param_shardings
+
+    path = write_gguf(tiny_qwen3_dir, tmp_path / "m.gguf", Q.Q8_0)
+    _, one = load_pretrained(path)
+    mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+    config, eight = load_pretrained(path, mesh=mesh, dtype="bfloat16")
+    for x, s, y in zip(jax.tree.leaves(eight), jax.tree.leaves(param_shardings(config, mesh)), jax.tree.leaves(one)):
+        assert x.sharding.is_equivalent_to(s, x.ndim) and x.dtype == jax.numpy.bfloat16
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y.astype(jax.numpy.bfloat16)))
+
+
 # ---- dequantization: gguf.quants checked against a NumPy re-derivation of the block formats
 def _f16(b):
     return b.view(np.float16).astype(np.float32)

@@ -39,9 +39,9 @@ def save_orbax_params(out_dir: str, config: ModelConfig, params: dict, tokenizer
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(target, params)
         ckptr.wait_until_finished()
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out_dir)
-    if jax.process_index() == 0:  # the marker last: a directory with it is complete
+    if jax.process_index() == 0:  # one writer for the small files; the marker last: with it the dir is complete
+        if tokenizer is not None:
+            tokenizer.save_pretrained(out_dir)
         with open(os.path.join(out_dir, ORBAX_MARKER), "w") as f:
             json.dump({"format": FORMAT, "version": VERSION, "config": config.to_json()}, f, indent=1)
     return out_dir
