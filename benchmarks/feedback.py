@@ -255,12 +255,14 @@ def main() -> None:
         modes.remove("bwrap")
     items = workload(args.solutions, args.tests)
     print(f"{args.solutions} solutions x {args.tests} tests, "
-          f"{args.workers} workers, {os.cpu_count()} cores, limits {LIMITS}")
+          f"{args.workers} workers, {os.cpu_count()} cores, limits {LIMITS}, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
     report = {"overhead": per_test_overhead(modes)}
     runs = [run_naive(items)]
     runs += [run_pool(items, mode, args.workers) for mode in modes]
     runs.append(run_server(items, args.workers))
     report["runs"] = runs
+    report["load_average_end"] = os.getloadavg()[0]
     base = runs[0]["tests_per_s"]
     print(f"\n{'run':<48}{'tests/s':>9}{'sol/s':>8}{'p50 ms':>9}"
           f"{'p99 ms':>9}{'x naive':>9}")
@@ -268,6 +270,9 @@ def main() -> None:
         print(f"{r['name']:<48}{r['tests_per_s']:>9}{r['solutions_per_s']:>8}"
               f"{r['p50_ms']:>9}{r['p99_ms']:>9}"
               f"{r['tests_per_s'] / base:>9.2f}")
+    print(f"(server latency: request time / batch size; load average "
+          f"{report['load_average_end']:.1f} at the end: other work on the "
+          f"host slows every row alike)")
     print("\nverdicts:", json.dumps(runs[0]["verdicts"]))
     for r in runs[1:]:
         if r["verdicts"] != runs[0]["verdicts"]:
