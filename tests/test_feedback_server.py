@@ -248,3 +248,24 @@ def test_cli_names_bad_solution_row(tmp_path):
         capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 2
     assert "row 1" in proc.stderr and "question_id" in proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_accepts_every_bundled_reference_solution(tmp_path):
+    """Integration with the data package: its reference solutions pass."""
+    bundled = os.path.join(REPO, "vpd_jax", "data", "bundled")
+    parts = [os.path.join(bundled, n) for n in ("train.jsonl", "eval.jsonl")]
+    solutions = os.path.join(bundled, "solutions.jsonl")
+    if not all(os.path.exists(p) for p in parts + [solutions]):
+        pytest.skip("bundled problem set not present")
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(open(p).read() for p in parts))
+    out = tmp_path / "verdicts.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "vpd_jax.feedback", "grade", "--problems",
+         str(problems), "--solutions", solutions, "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and all(r["verdict"] == "accepted" for r in rows), [
+        (r["question_id"], r["critique"]) for r in rows if not r["passed"]]
