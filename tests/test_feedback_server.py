@@ -92,6 +92,30 @@ def test_server_survives_hostile_batch(server):
     assert server.client().grade_batch([(ADD, GOOD)])[0]["passed"]
 
 
+def test_fallback_server_grades_concurrently():
+    """The fallback mode under a server's concurrency: slots never mix."""
+    env = dict(os.environ, VPD_SANDBOX="fallback")
+    spawner = ("```python\nimport os, subprocess\n"
+               "for f in (lambda: subprocess.Popen(['sleep', '300']),"
+               " os.fork):\n"
+               "    try:\n        f()\n    except Exception:\n"
+               "        pass\n"
+               "open('/tmp/vpd-stray-' + str(os.getpid()), 'w')\n"
+               "a, b = map(int, input().split())\nprint(a + b)\n```")
+    items = [(ADD, GOOD), (ADD, spawner), (ADD, WRONG),
+             (ADD, "```python\nwhile True:\n    pass\n```")] * 3
+    before = {n for n in os.listdir("/tmp") if n.startswith("vpd-stray-")}
+    with start_server(workers=2, env=env) as handle:
+        assert handle.client().health()["sandbox"] == "fallback"
+        verdicts = [r["verdict"] for r in
+                    handle.client().grade_batch(items, limits=FAST)]
+    assert verdicts == ["accepted", "accepted", "wrong_answer",
+                        "time_limit_exceeded"] * 3
+    after = {n for n in os.listdir("/tmp") if n.startswith("vpd-stray-")}
+    if os.geteuid() == 0:  # root: private uids, whose files are swept
+        assert after == before
+
+
 def test_client_retries_then_fails_on_dead_address():
     import socket
     with socket.socket() as s:  # a port nobody listens on
