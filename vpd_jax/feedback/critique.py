@@ -95,9 +95,10 @@ def critique_text(*, verdict: str, tests_passed: int, tests_total: int,
         if verdict == "wrong_answer":
             parts.append(_block("Expected output", failure.expected))
     if verdict == "wrong_answer":
+        # Even "line 3 differs" would say something about a hidden output.
         if not failure.hidden and failure.actual is not None:
             parts.append(_block("Your output", failure.actual))
-        if failure.reason:
+        if failure.reason and not failure.hidden:
             parts.append(f"({failure.reason})")
     elif verdict in ("runtime_error", "memory_limit_exceeded",
                      "compile_error"):
