@@ -202,6 +202,7 @@ def test_critique_never_quotes_hidden_tests(sandbox):
         text = _critique(sandbox, name)
         assert "hidden test" in text
         assert "10 20" not in text and "30" not in text
+        assert "differs" not in text and "Your output" not in text
     # The exception type and the failing line are shown; its message is
     # not, since a program can put its hidden input in it.
     text = _critique(sandbox, "crashes_on_hidden_test_only")
