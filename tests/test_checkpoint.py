@@ -273,7 +273,10 @@ def test_host_state_must_be_json(tmp_path):
 def test_preemption_request_saves_off_schedule_and_waits(tmp_path):
     with Checkpointer(tmp_path, fingerprint=FP, save_every=100, handle_sigterm=False) as ck:
         assert not ck.maybe_save(7, make_state(7))
+        # The signal lands after this step's maybe_save (e.g. while logging):
+        # the loop must not stop before the next step has saved.
         ck.request_preemption()
+        assert ck.preemption_signalled and not ck.preemption_requested
         assert ck.maybe_save(8, make_state(8))
         assert ck.preemption_requested
         # Synchronous: committed before close() (no tmp dir left).
@@ -333,7 +336,7 @@ def test_sigterm_handler_is_restored_on_close(tmp_path):
     ck = Checkpointer(tmp_path, fingerprint=FP, save_every=1)
     assert signal.getsignal(signal.SIGTERM) == ck._on_sigterm
     os.kill(os.getpid(), signal.SIGTERM)  # Sets the flag; the process lives on.
-    assert ck.preemption_requested
+    assert ck.preemption_signalled
     ck.close()
     assert signal.getsignal(signal.SIGTERM) == before
     ck.close()  # Idempotent.

@@ -36,8 +36,8 @@ How the trainer uses it (the step number is the count of finished updates)::
 Preemption: on SIGTERM the handler only sets a flag. Saving from inside a
 signal handler would run Orbax/JAX code re-entrantly in the middle of
 whatever the main thread was doing (possibly a save); instead the next
-`maybe_save` saves synchronously and `preemption_requested` tells the loop to
-stop. Multi-host: every process must call `maybe_save`/`restore_latest` with
+`maybe_save` saves synchronously and `preemption_requested` (True only once
+that save is on disk) tells the loop to stop. Multi-host: every process must call `maybe_save`/`restore_latest` with
 the same step (Orbax coordinates the writes and barriers; process 0 writes
 the JSON items, after gathering every host's state). There SIGTERM may reach hosts at different steps, so the Python
 handler is not installed; JAX's preemption sync point
@@ -255,6 +255,7 @@ class Checkpointer:
         self.fingerprint = _json_roundtrip(dict(fingerprint), "fingerprint")
         self.save_every = save_every
         self._preempt = threading.Event()
+        self._preempt_saved = False
         self._last_saved: int | None = None
         self._checked_signature = False
         # Inspect with a read-only manager first: a writable one may clean up
@@ -299,8 +300,20 @@ class Checkpointer:
         self._preempt.set()
 
     @property
-    def preemption_requested(self) -> bool:
+    def preemption_signalled(self) -> bool:
+        """A preemption was signalled; its save may still be pending."""
         return self._preempt.is_set()
+
+    @property
+    def preemption_requested(self) -> bool:
+        """Stop now: a preemption was signalled and its checkpoint is on disk.
+
+        Deliberately not the raw signal flag: a signal that lands after this
+        step's `maybe_save` returned (say, while the step is being logged)
+        must not make the loop exit unsaved; it is honoured by the next
+        step's `maybe_save`, and only then does this turn True.
+        """
+        return self._preempt_saved
 
     # ---- saving -----------------------------------------------------------
 
@@ -330,6 +343,7 @@ class Checkpointer:
         self.save(step, state, host_state)
         if self._preempt.is_set():
             self._manager.wait_until_finished()
+            self._preempt_saved = True
             log.warning("Preemption: checkpoint of step %d written to %s.", step, self.directory)
         return True
 
