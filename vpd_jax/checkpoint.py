@@ -59,6 +59,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +252,10 @@ class Checkpointer:
     ):
         if save_every < 1:
             raise ValueError(f"save_every must be >= 1, got {save_every}")
-        self.directory = os.path.abspath(os.path.join(os.fspath(workdir), CHECKPOINT_DIR))
+        workdir = os.fspath(workdir)
+        # gs:// and other remote workdirs (TPU pods) go through epath as-is.
+        local = "://" not in workdir
+        self.directory = epath.Path(os.path.abspath(workdir) if local else workdir) / CHECKPOINT_DIR
         self.fingerprint = _json_roundtrip(dict(fingerprint), "fingerprint")
         self.save_every = save_every
         self._preempt = threading.Event()
@@ -448,12 +452,12 @@ class Checkpointer:
             return
         if jax.process_index() == 0:
             for step in steps:
-                src = os.path.join(self.directory, str(step))
-                dst, n = f"{src}.corrupt", 1
-                while os.path.exists(dst):
-                    dst, n = f"{src}.corrupt{n}", n + 1
-                if os.path.isdir(src):
-                    os.rename(src, dst)
+                src = self.directory / str(step)
+                dst, n = self.directory / f"{step}.corrupt", 1
+                while dst.exists():
+                    dst, n = self.directory / f"{step}.corrupt{n}", n + 1
+                if src.is_dir():
+                    src.rename(dst)
                     log.warning("Moved unreadable checkpoint %s to %s.", src, dst)
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
