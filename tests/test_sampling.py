@@ -127,7 +127,7 @@ def test_same_samples_on_8_device_mesh(tiny_qwen3_dir, qwen3, sampler, sampled):
 def test_top_k_top_p_filter_matches_numpy():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(4, 50)).astype(np.float32) * 3
-    for top_k, top_p in [(5, 1.0), (0, 0.7), (10, 0.5), (0, 1.0)]:
+    for top_k, top_p in [(5, 1.0), (0, 0.7), (0, 0.95), (10, 0.5), (0, 1.0)]:
         cfg = SamplingConfig(temperature=0.5, top_k=top_k, top_p=top_p)
         got = np.isfinite(np.asarray(_filter_logits(cfg, jnp.asarray(logits))))
         for b in range(4):

@@ -7,8 +7,9 @@ sync, no stale policy.
 
 One call of `Sampler.generate` runs two compiled programs:
 
-- prefill (one compilation per (prompt bucket, batch)): writes the
-  left-padded prompts into a fresh cache and samples each row's first token;
+- prefill (one compilation per (prompt bucket, batch)): runs each distinct
+  left-padded prompt once into a fresh cache, copies its cache rows to its G
+  samples and samples each row's first token;
 - decode (one `lax.while_loop`): one token per row per iteration, leaving as
   soon as every row has emitted an EOS or reached `max_new_tokens`.
 
@@ -97,25 +98,48 @@ class SampleOutput:
 def _filter_logits(cfg: SamplingConfig, logits: jax.Array) -> jax.Array:
     """Tempered logits [B, V] with everything outside top-k / top-p at -inf.
 
-    The cut is a per-row threshold value, so the full-vocabulary sort runs
-    only for top-p without top-k; with neither, nothing is sorted at all.
-    Tokens tied with the threshold are all kept.
+    The cut is a per-row threshold value. Top-k takes it from `lax.top_k`;
+    top-p over the k survivors from their cumulative mass; top-p over the
+    whole vocabulary bisects for it (no [B, V] sort, ~10x cheaper on CPU).
+    With neither, nothing is computed. Tokens tied with the threshold are
+    all kept.
     """
     x = logits / cfg.temperature
     if cfg.top_k == 0 and cfg.top_p >= 1:
         return x
-    if cfg.top_k > 0:
+    if cfg.top_k == 0:
+        threshold = _top_p_threshold(x, cfg.top_p)
+    else:
         desc, _ = jax.lax.top_k(x, min(cfg.top_k, x.shape[-1]))  # [B, k], largest first
-    else:
-        desc = -jnp.sort(-x, axis=-1)  # [B, V]
-    if cfg.top_p < 1:
-        probs = jax.nn.softmax(desc, axis=-1)  # renormalised over the top-k survivors, as HF orders them
-        mass_before = jnp.cumsum(probs, axis=-1) - probs  # [B, k]
-        n_keep = jnp.maximum(jnp.sum(mass_before < cfg.top_p, axis=-1), 1)  # [B]
-        threshold = jnp.take_along_axis(desc, (n_keep - 1)[:, None], axis=-1)  # [B, 1]
-    else:
         threshold = desc[:, -1:]
+        if cfg.top_p < 1:
+            probs = jax.nn.softmax(desc, axis=-1)  # renormalised over the top-k survivors, as HF orders them
+            mass_before = jnp.cumsum(probs, axis=-1) - probs  # [B, k]
+            n_keep = jnp.maximum(jnp.sum(mass_before < cfg.top_p, axis=-1), 1)  # [B]
+            threshold = jnp.take_along_axis(desc, (n_keep - 1)[:, None], axis=-1)  # [B, 1]
     return jnp.where(x >= threshold, x, -jnp.inf)
+
+
+def _top_p_threshold(x: jax.Array, top_p: float, iters: int = 48) -> jax.Array:
+    """[B, 1]: the largest logit value t whose tokens {x >= t} hold at least
+    top_p of the mass: the nucleus boundary, found by bisection.
+
+    Invariant: mass(lo) >= top_p > mass(hi). Float bisection ends with lo and
+    hi adjacent, where lo is exactly the boundary token's logit.
+    """
+    probs = jax.nn.softmax(x, axis=-1)  # [B, V]
+    mass = lambda t: jnp.sum(jnp.where(x >= t, probs, 0.0), axis=-1, keepdims=True)  # [B, 1]
+
+    def halve(_, bounds):
+        lo, hi = bounds
+        mid = lo + (hi - lo) / 2
+        ok = mass(mid) >= top_p
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+    lo = jnp.min(x, axis=-1, keepdims=True)  # mass 1
+    hi = jnp.max(x, axis=-1, keepdims=True) + 1.0  # mass 0
+    lo, _ = jax.lax.fori_loop(0, iters, halve, (lo, hi))
+    return lo
 
 
 def choose_tokens(cfg: SamplingConfig, logits: jax.Array, row_keys: jax.Array, step: jax.Array):
