@@ -63,7 +63,7 @@ def get_config() -> ml_collections.ConfigDict:
     # and response lengths are rounded up to these sizes, so the jitted steps
     # compile once per size instead of once per batch.
     c.pack = ml_collections.ConfigDict()
-    c.pack.seq_buckets = (256, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384)
+    c.pack.seq_buckets = (256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384)
     c.pack.response_buckets = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
     c.e_step_every = 5  # VPD: an E-step every F iterations (F=5 reported best; F=1 and 10 worse)

@@ -72,15 +72,22 @@ class Trainer:
         self.ckpt = Checkpointer(self.workdir, fingerprint=fingerprint, save_every=cfg.checkpoint.every,
                                  max_to_keep=cfg.checkpoint.keep)
         self.client, self.server = components.start_feedback(cfg, task)
-        self.state = self.steps.init_state(model.params)
-        model.params = None  # the state holds the only copy from here on
         self.data = ExampleIterator(task.train, batch_size=self.local_prompts, seed=cfg.seed)
-        self.start_step = 0
-        restored = self.ckpt.restore_latest(abstract_state(self.state))
-        if restored is not None:
+        # Restore onto an abstract target (shapes + this run's shardings): no
+        # second full state is built just to be overwritten.
+        target = abstract_state(jax.eval_shape(self.steps.init_state, model.params), self.steps.state_shardings)
+        restored = self.ckpt.restore_latest(target)
+        if restored is None:
+            self.state, self.start_step = self.steps.init_state(model.params), 0
+        else:
             self.state, self.start_step = restored.state, restored.step
-            self.data.restore(restored.host_state["data"])
+            if restored.host_state is None:
+                log.warning("checkpoint step %d was written by a different number of processes: the data "
+                            "order restarts from the beginning of an epoch", restored.step)
+            else:
+                self.data.restore(restored.host_state["data"])
             log.info("resumed from %s at step %d", self.ckpt.directory, restored.step)
+        model.params = None  # the state holds the only copy from here on
         self.logger = MetricsLogger(self.workdir, total_steps=cfg.total_steps, start_step=self.start_step,
                                     bar_keys=("reward_mean", "m/m_loss", "e/bco_accuracy", "eval/pass@1"),
                                     progress=None if cfg.log.progress else False, tensorboard=cfg.log.tensorboard)
@@ -242,7 +249,7 @@ def run_eval(cfg: ml_collections.ConfigDict, checkpoint_dir: str = "", step: int
     sampler = RolloutSampler(model.config, model.tokenizer, mesh, cfg.rollout)
     params, at = model.params, 0
     if checkpoint_dir:
-        if not os.path.isdir(os.path.join(checkpoint_dir, "checkpoints")):
+        if "://" not in checkpoint_dir and not os.path.isdir(os.path.join(checkpoint_dir, "checkpoints")):
             raise components.ConfigError(f"--checkpoint_dir={checkpoint_dir}: no checkpoints/ directory there "
                                          "(give the workdir of a training run)")
         ckpt = Checkpointer(checkpoint_dir, fingerprint=dict(model.fingerprint, algorithm=cfg.algorithm),
