@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vpd_jax import sharding as shd
+from vpd_jax.distributed import to_numpy
 from vpd_jax.models import ModelConfig, cache_bytes, forward_with_cache, init_cache
 
 CACHE_AXES = ("layers", "batch", "cache_seq", "kv_heads", "head_dim")  # [L, B, S, K, hd]
@@ -224,7 +225,9 @@ class Sampler:
         state = self._prefill(params, put(tokens), put(mask), put(source), put(active), key)
         state = self._decode(params, state)
         state.pop("cache")  # the donated buffer, returned only so it aliases; freed here
-        out = jax.device_get({k: state[k] for k in ("tokens", "logprobs", "lengths", "eos")})
+        # On a multi-host mesh each host holds only its rows' shards; every
+        # host gets every row (the caller keeps its own).
+        out = {k: to_numpy(state[k]) for k in ("tokens", "logprobs", "lengths", "eos")}
         reasons = ["eos" if e else "length" for e in out["eos"][:n]]
         return SampleOutput(tokens=out["tokens"][:n], lengths=out["lengths"][:n], finish_reasons=reasons,
                             logprobs=out["logprobs"][:n], prompt_index=prompt_index, prompts=rows)
@@ -233,13 +236,17 @@ class Sampler:
     def _put_batch(self, x: np.ndarray) -> jax.Array:
         if self.mesh is None:
             return jnp.asarray(x)
-        return jax.device_put(x, shd.batch_sharding(self.mesh, x.ndim, self.rules))
+        sharding = shd.batch_sharding(self.mesh, x.ndim, self.rules)
+        # Every host passes the same global array; each materialises only the
+        # shards on its own devices (works on one host and on a pod).
+        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
 
     def _cache_sharding(self, shape):
         return None if self.mesh is None else shd.named_sharding(self.mesh, CACHE_AXES, shape, self.rules)
 
     def _check_memory(self, batch: int, max_len: int) -> None:
-        devices = self.mesh.devices.flat if self.mesh is not None else jax.local_devices()[:1]
+        devices = ([d for d in self.mesh.devices.flat if d.process_index == jax.process_index()]
+                   if self.mesh is not None else jax.local_devices()[:1])  # stats exist for local devices only
         shape = (self.model.num_layers, batch, max_len, self.model.num_kv_heads, self.model.head_dim)
         for device in devices:
             stats = device.memory_stats() if hasattr(device, "memory_stats") else None
