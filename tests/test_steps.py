@@ -155,7 +155,6 @@ def test_e_steps_raise_bco_accuracy_on_separable_batch(params, steps1):
     assert float(state.delta) != 0.0
 
 
-@pytest.mark.slow  # two more compiles (grpo_step, score); the GRPO maths is in test_losses.py
 def test_grpo_steps_raise_logp_of_rewarded_rows(params, steps1):
     batch = _pack(_rows(seed=3))
     pos = batch["reward"] > 0.5

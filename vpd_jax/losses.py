@@ -49,12 +49,12 @@ def token_stats_from_logits(s_logits: jax.Array, t_logits: jax.Array | None, tar
     grad_side "student" detaches the teacher's logits (M-step, GRPO),
     "teacher" the student's (E-step), None neither (scoring).
     """
+    if grad_side not in ("student", "teacher", None):
+        raise ValueError(f"grad_side must be 'student', 'teacher' or None, got {grad_side!r}")
     if grad_side == "student" and t_logits is not None:
         t_logits = jax.lax.stop_gradient(t_logits)  # the teacher is a target, never trained here
     elif grad_side == "teacher":
         s_logits = jax.lax.stop_gradient(s_logits)  # the student is the trust-region reference
-    elif grad_side is not None:
-        raise ValueError(f"grad_side must be 'student', 'teacher' or None, got {grad_side!r}")
     ls = dv.log_probs(s_logits)  # [..., V]
     out = {"lp_s": dv.token_log_prob(ls, targets), "ent_s": dv.entropy(ls)}
     if t_logits is not None:
