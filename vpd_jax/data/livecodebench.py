@@ -13,7 +13,6 @@ tests (reward); `split_feedback_tests` re-cuts them SDPO's way at load time.
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 
 import tensorflow_datasets as tfds
@@ -21,7 +20,7 @@ import tensorflow_datasets as tfds
 from vpd_jax.data import code_records
 from vpd_jax.data.builder_base import LocalBuilder
 from vpd_jax.data.example import DataFormatError, where
-from vpd_jax.feedback.problems import Problem, parse_problem_row
+from vpd_jax.feedback.problems import Problem, iter_jsonl, parse_problem_row
 
 RELEASE_FILES = {
     f"v{k}": tuple("test.jsonl" if i == 1 else f"test{i}.jsonl"
@@ -101,21 +100,14 @@ class Livecodebench(LocalBuilder):
 def _read_file(path):
     """(key, Problem) per row; errors name the file, the row and the field."""
     source = str(path)
-    with path.open("r", encoding="utf-8") as f:
-        for index, line in enumerate(f):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(f"{where(source, index)}: invalid JSON: {e}") from None
-            problem = parse_problem_row(row, source=source, row_index=index)
-            if not problem.contest_date:
-                raise DataFormatError(
-                    f"{where(source, index, 'contest_date')}: missing; LiveCodeBench "
-                    "splits and windows are chosen by contest date")
-            # File name + row: unique even if a question repeats across releases.
-            yield f"{path.name}:{index}", problem
+    for index, row in iter_jsonl(path, DataFormatError):
+        problem = parse_problem_row(row, source=source, row_index=index)
+        if not problem.contest_date:
+            raise DataFormatError(
+                f"{where(source, index, 'contest_date')}: missing; LiveCodeBench "
+                "splits and windows are chosen by contest date")
+        # File name + row: unique even if a question repeats across releases.
+        yield f"{path.name}:{index}", problem
 
 
 def split_feedback_tests(problem: Problem, seed: int = 0) -> Problem:

@@ -16,35 +16,27 @@ import time
 
 from vpd_jax.feedback.limits import Limits
 from vpd_jax.feedback.pool import GradingPool
-from vpd_jax.feedback.problems import ProblemFormatError, load_problems
+from vpd_jax.feedback.problems import ProblemFormatError, iter_jsonl, load_problems
 
 
 def _load_solutions(path: str, known: set[str]) -> list[tuple[str, str]]:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for index, line in enumerate(f):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ProblemFormatError(
-                    f"{path}: row {index}: invalid JSON: {e}") from None
-            if not isinstance(row, dict):
-                raise ProblemFormatError(f"{path}: row {index}: expected an "
-                                         f"object")
-            qid, code = row.get("question_id"), row.get("code")
-            if isinstance(qid, int) and not isinstance(qid, bool):
-                qid = str(qid)
-            if not isinstance(qid, str) or qid not in known:
-                raise ProblemFormatError(
-                    f"{path}: row {index}: field 'question_id': {qid!r} is "
-                    f"not in the problems file")
-            if not isinstance(code, str):
-                raise ProblemFormatError(
-                    f"{path}: row {index}: field 'code': missing or not a "
-                    f"string")
-            rows.append((qid, code))
+    for index, row in iter_jsonl(path):
+        if not isinstance(row, dict):
+            raise ProblemFormatError(f"{path}: row {index}: expected an "
+                                     f"object")
+        qid, code = row.get("question_id"), row.get("code")
+        if isinstance(qid, int) and not isinstance(qid, bool):
+            qid = str(qid)
+        if not isinstance(qid, str) or qid not in known:
+            raise ProblemFormatError(
+                f"{path}: row {index}: field 'question_id': {qid!r} is "
+                f"not in the problems file")
+        if not isinstance(code, str):
+            raise ProblemFormatError(
+                f"{path}: row {index}: field 'code': missing or not a "
+                f"string")
+        rows.append((qid, code))
     return rows
 
 

@@ -252,21 +252,23 @@ def parse_problem_row(row: dict, source: str = "<row>",
                    metadata=metadata, **text)
 
 
-def load_problems(path) -> list[Problem]:
-    """Reads a LiveCodeBench JSONL file (blank lines skipped)."""
-    problems = []
+def iter_jsonl(path, error: type[ValueError] = ProblemFormatError):
+    """(row index, parsed row) of a JSONL file, blank lines skipped; a line
+    that is not JSON raises `error` naming the file and the row."""
     source = str(path)
     with open(path, encoding="utf-8") as f:
         for index, line in enumerate(f):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                yield index, json.loads(line)
             except json.JSONDecodeError as e:
-                raise ProblemFormatError(
-                    f"{source}: row {index}: invalid JSON: {e}") from None
-            problems.append(parse_problem_row(row, source=source, row_index=index))
-    return problems
+                raise error(f"{source}: row {index}: invalid JSON: {e}") from None
+
+
+def load_problems(path) -> list[Problem]:
+    """Reads a LiveCodeBench JSONL file (blank lines skipped)."""
+    return [parse_problem_row(row, source=str(path), row_index=index) for index, row in iter_jsonl(path)]
 
 
 def write_problems(path, problems: list[Problem]) -> None:
