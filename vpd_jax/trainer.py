@@ -173,18 +173,7 @@ class Trainer:
                                     "context": r.context.source if r.context else None}) + "\n")
 
     def evaluate(self, step: int) -> dict:
-        e = self.cfg.eval
-        examples = list(self.task.eval)
-
-        def rollout_fn(chunk, n):
-            ids = rollouts.student_prompts(self.task, self.tokenizer, chunk, self.cfg.rollout.max_prompt_tokens)
-            key = jax.random.fold_in(jax.random.PRNGKey(self.cfg.seed + 1), step)
-            return [s["text"] for s in self.sampler.sample(
-                self.state.params, ids, key, n, temperature=e.temperature, top_p=e.top_p,
-                max_new_tokens=e.max_new_tokens)]
-
-        out = evaluate.evaluate(rollout_fn, self.grade, examples, e.num_samples, tuple(e.pass_k),
-                                batch_prompts=e.prompts_per_batch)
+        out = run_eval_split(self.cfg, self.task, self.tokenizer, self.sampler, self.state.params, step, self.grade)
         if jax.process_index() == 0:
             os.makedirs(os.path.join(self.workdir, "eval"), exist_ok=True)
             with open(os.path.join(self.workdir, "eval", f"step_{step}.json"), "w") as f:
@@ -222,6 +211,21 @@ class Trainer:
         self.logger.close()
         if self.server is not None:
             self.server.close()
+
+
+def run_eval_split(cfg, task, tokenizer, sampler, params, step: int, grade) -> dict:
+    """pass@k on task.eval with the eval sampling settings; the key depends
+    on (seed, step) only, so a training run's eval and launch/eval.py agree."""
+    e = cfg.eval
+
+    def rollout_fn(chunk, n):
+        ids = rollouts.student_prompts(task, tokenizer, chunk, cfg.rollout.max_prompt_tokens)
+        key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 1), step)
+        return [s["text"] for s in sampler.sample(params, ids, key, n, temperature=e.temperature, top_p=e.top_p,
+                                                  max_new_tokens=e.max_new_tokens)]
+
+    return evaluate.evaluate(rollout_fn, grade, list(task.eval), e.num_samples, tuple(e.pass_k),
+                             batch_prompts=e.prompts_per_batch)
 
 
 def run_training(cfg: ml_collections.ConfigDict) -> None:
@@ -263,16 +267,8 @@ def run_eval(cfg: ml_collections.ConfigDict, checkpoint_dir: str = "", step: int
         params, at = restored.state.params, restored.step
     client, server = components.start_feedback(cfg, task)
     try:
-        e = cfg.eval
-
-        def rollout_fn(chunk, n):
-            ids = rollouts.student_prompts(task, model.tokenizer, chunk, cfg.rollout.max_prompt_tokens)
-            key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 1), at)
-            return [s["text"] for s in sampler.sample(params, ids, key, n, temperature=e.temperature,
-                                                      top_p=e.top_p, max_new_tokens=e.max_new_tokens)]
-
-        result = evaluate.evaluate(rollout_fn, lambda ex, c: task.grade(ex, c, client=client), list(task.eval),
-                                   e.num_samples, tuple(e.pass_k), batch_prompts=e.prompts_per_batch)
+        result = run_eval_split(cfg, task, model.tokenizer, sampler, params, at,
+                                lambda ex, c: task.grade(ex, c, client=client))
     finally:
         if server is not None:
             server.close()
