@@ -98,6 +98,55 @@ def test_chunked_stats_from_hidden_equal_logits_path():
     np.testing.assert_allclose(got["div"], np_divergence(s, t, "jsd", 0.4, 6, "student"), **TOL)
 
 
+@pytest.mark.parametrize("grad_side", ["student", "teacher"])
+@pytest.mark.parametrize("topk", [0, 5])
+def test_chunked_gradients_equal_unchunked_logits_path(grad_side, topk):
+    """The chunked backward (which keeps the detached side's top-k support
+    instead of recomputing it) gives the gradients of the plain logits path."""
+    rng = np.random.default_rng(6)
+    B, R, D, V = 2, 7, 6, 29
+    hs, ht = (jnp.asarray(rng.standard_normal((B, R, D)), jnp.float32) for _ in range(2))
+    w = jnp.asarray(rng.standard_normal((D, V)), jnp.float32)
+    tgt = jnp.asarray(rng.integers(0, V, (B, R)))
+    support = "student" if grad_side == "student" else "teacher"
+    spec = losses.DivergenceSpec("reverse_kl" if grad_side == "student" else "forward_kl", 0.5, topk, support)
+    mix = jnp.asarray(rng.random((B, R)), jnp.float32)
+
+    def reduce(st):
+        return jnp.sum(mix * st["div"]) + 0.3 * jnp.sum(st["lp_s"] + st["lp_t"]) + 0.1 * jnp.sum(st["ent_s"])
+
+    def chunked(hs, ht, w):
+        return reduce(losses.chunked_token_stats(hs, w, [(1.0, ht, w)], tgt, spec, chunk=3, grad_side=grad_side))
+
+    def direct(hs, ht, w):
+        return reduce(losses.token_stats_from_logits(hs @ w, ht @ w, tgt, spec, grad_side=grad_side))
+
+    got = jax.grad(chunked, argnums=(0, 1, 2))(hs, ht, w)
+    want = jax.grad(direct, argnums=(0, 1, 2))(hs, ht, w)
+    for g, h in zip(got, want):
+        np.testing.assert_allclose(g, h, rtol=2e-5, atol=2e-5)
+    detached = 1 if grad_side == "student" else 0
+    assert float(jnp.abs(got[detached]).max()) == 0.0  # nothing flows into the detached side
+
+
+def test_chunked_backward_skips_the_detached_lm_head():
+    """With a top-k support the backward recomputes only the trained side's
+    logits: 2 head matmuls in the forward + 1 recompute + 2 for the gradient."""
+    B, R, D, V = 2, 8, 4, 64
+    hs, ht, w = jnp.ones((B, R, D)), jnp.ones((B, R, D)), jnp.ones((D, V))
+    tgt = jnp.zeros((B, R), jnp.int32)
+
+    def n_head_matmuls(topk):
+        spec = losses.DivergenceSpec("reverse_kl", 0.5, topk, "student")
+        f = lambda hs, w: jnp.sum(losses.chunked_token_stats(hs, w, [(1.0, ht, w)], tgt, spec, chunk=R,
+                                                             grad_side="student")["div"])
+        jaxpr = str(jax.make_jaxpr(jax.grad(f, argnums=(0, 1)))(hs, w))
+        return jaxpr.count("= dot_general[")
+
+    assert n_head_matmuls(0) == 6  # full vocabulary: both sides recomputed
+    assert n_head_matmuls(5) == 5  # top-k: the teacher's k + 1 log-probs are kept instead
+
+
 # ------------------------------------------------------------------- losses
 def np_e_step(lp_t, lp_s, kl, mask, reward, valid, delta, beta, lam, length_normalize):
     rho = (mask * (lp_t - lp_s)).sum(1)

@@ -84,6 +84,23 @@ def topk_with_tail(logits: jax.Array, idx: jax.Array) -> jax.Array:
     return jnp.concatenate([top, tail], axis=-1)
 
 
+def support_logprobs(s_logits: jax.Array, t_logits: jax.Array, topk: int = 0,
+                     support: str = "student") -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Both sides' log-distributions on the divergence's support.
+
+    Returns (ls, lt, idx): [..., V] each and idx None for the full
+    vocabulary (topk = 0), else [..., k + 1] each (top-k of `support`'s
+    logits plus the tail bucket) and the chosen indices idx [..., k].
+    """
+    if topk <= 0 or topk >= s_logits.shape[-1]:
+        return log_probs(s_logits), log_probs(t_logits), None
+    if support not in SUPPORTS:
+        raise ValueError(f"top-k support must be one of {SUPPORTS}, got {support!r}")
+    chooser = s_logits if support == "student" else t_logits
+    _, idx = jax.lax.top_k(jax.lax.stop_gradient(chooser).astype(jnp.float32), topk)  # [..., k]
+    return topk_with_tail(s_logits, idx), topk_with_tail(t_logits, idx), idx
+
+
 def divergence(s_logits: jax.Array, t_logits: jax.Array, kind: str = "reverse_kl", alpha: float = 0.5,
                topk: int = 0, support: str = "student") -> jax.Array:
     """D(student, teacher) per token, [..., V] x [..., V] -> [...].
@@ -91,12 +108,5 @@ def divergence(s_logits: jax.Array, t_logits: jax.Array, kind: str = "reverse_kl
     topk = 0 uses the full vocabulary; topk > 0 the top-k of `support`'s
     logits plus one tail bucket per side.
     """
-    if topk <= 0 or topk >= s_logits.shape[-1]:
-        return divergence_from_logprobs(log_probs(s_logits), log_probs(t_logits), kind, alpha)
-    if support not in SUPPORTS:
-        raise ValueError(f"top-k support must be one of {SUPPORTS}, got {support!r}")
-    chooser = s_logits if support == "student" else t_logits
-    _, idx = jax.lax.top_k(jax.lax.stop_gradient(chooser).astype(jnp.float32), topk)  # [..., k]
-    ls = topk_with_tail(s_logits, idx)  # [..., k + 1]
-    lt = topk_with_tail(t_logits, idx)  # [..., k + 1]
+    ls, lt, _ = support_logprobs(s_logits, t_logits, topk, support)
     return divergence_from_logprobs(ls, lt, kind, alpha)

@@ -23,11 +23,19 @@ log-ratio reference in BCO, which the method itself defines as detached.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from vpd_jax import divergences as dv
+
+# Name of the per-chunk values the chunked backward keeps instead of
+# recomputing: the detached side's top-k + tail log-probs and the top-k
+# indices ([B, C, k + 1] each). Keeping them lets the backward skip the
+# detached side's LM-head matmul and the top-k search altogether.
+SAVED = "vpd_detached_support"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +68,14 @@ def token_stats_from_logits(s_logits: jax.Array, t_logits: jax.Array | None, tar
     if t_logits is not None:
         out["lp_t"] = dv.token_log_prob(dv.log_probs(t_logits), targets)
         if spec.kind != "none":
-            out["div"] = dv.divergence(s_logits, t_logits, spec.kind, spec.alpha, spec.topk, spec.support)
+            s_sup, t_sup, idx = dv.support_logprobs(s_logits, t_logits, spec.topk, spec.support)
+            if idx is not None:  # [..., k + 1]: small enough to keep for the backward pass
+                idx = checkpoint_name(idx, SAVED)
+                if grad_side == "student":
+                    t_sup = checkpoint_name(t_sup, SAVED)
+                elif grad_side == "teacher":
+                    s_sup = checkpoint_name(s_sup, SAVED)
+            out["div"] = dv.divergence_from_logprobs(s_sup, t_sup, spec.kind, spec.alpha)
     return out
 
 
@@ -80,8 +95,10 @@ def chunked_token_stats(h_s: jax.Array, w_s: jax.Array, teacher, targets: jax.Ar
     h_s [B, R, D] are the student's hidden states that predict targets [B, R];
     w_s [D, V] its LM head. `teacher` is None or a tuple of (coef, h [B, R, D],
     w [D, V]) terms whose logits are summed (one term with coef 1 normally).
-    Each chunk's logits are recomputed in the backward pass (jax.checkpoint),
-    which costs one extra LM-head matmul but keeps memory at O(B C V).
+    The differentiated side's chunk logits are recomputed in the backward
+    pass (jax.checkpoint), which costs one extra LM-head matmul but keeps
+    memory at O(B C V); with a top-k support the detached side's k + 1
+    log-probs are kept instead (see SAVED), so its logits are not recomputed.
     """
     B, R, _ = h_s.shape
     teacher = tuple(teacher or ())
@@ -95,7 +112,7 @@ def chunked_token_stats(h_s: jax.Array, w_s: jax.Array, teacher, targets: jax.Ar
 
     meta = tuple((coef, i) for i, (coef, _, _) in enumerate(teacher))
 
-    @jax.checkpoint
+    @functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.save_only_these_names(SAVED))
     def body(ws, wts, hs_c, hts_c, tgt_c):
         s_logits = jnp.einsum("bcd,dv->bcv", hs_c, ws, preferred_element_type=jnp.float32)  # [B, C, V]
         t_logits = _mixed_logits(meta, hts_c, wts) if meta else None  # [B, C, V]
