@@ -42,3 +42,30 @@ def test_evaluate_groups_samples_by_problem():
     assert out["per_problem_correct"] == {"p0": 0, "p1": 1, "p2": 2, "p3": 3, "p4": 4}
     assert math.isclose(out["pass@1"], np.mean([0, 0.25, 0.5, 0.75, 1.0]))
     assert out["pass@2"] == summarize(np.array([[j < i for j in range(4)] for i in range(5)]), (2,))["pass@2"]
+
+
+def test_evaluate_records_every_sample_and_partial_credit():
+    class Ex:
+        def __init__(self, i):
+            self.id = f"p{i}"
+
+    examples = [Ex(i) for i in range(3)]
+
+    def rollout(chunk, n):
+        return [f"{ex.id}:{j}" for ex in chunk for j in range(n)]
+
+    def grade(exs, comps):  # sample j of any problem passes j of 2 tests
+        out = []
+        for c in comps:
+            j = int(c.split(":")[1])
+            out.append({"passed": j == 2, "reward": float(j == 2), "verdict": "accepted" if j == 2 else "wrong_answer",
+                        "tests_passed": j, "tests_total": 2, "critique": f"c{j}"})
+        return out
+
+    records = []
+    out = evaluate(rollout, grade, examples, num_samples=3, batch_prompts=2, records=records)
+    assert [(r["id"], r["sample"]) for r in records] == [(f"p{i}", j) for i in range(3) for j in range(3)]
+    assert [r["completion"] for r in records] == [f"p{i}:{j}" for i in range(3) for j in range(3)]
+    assert all(r["passed"] == (r["sample"] == 2) and r["critique"] == f"c{r['sample']}" for r in records)
+    assert math.isclose(out["tests_passed_frac"], np.mean([0, 0.5, 1.0]))
+    assert math.isclose(out["pass@1"], 1 / 3)

@@ -85,11 +85,23 @@ def test_resume_equals_uninterrupted(full_run, tmp_path, cache):
     assert resumed[4]["e/bco_loss"] == pytest.approx(full[4]["e/bco_loss"], rel=1e-5, abs=1e-6)
 
 
-def test_eval_prints_pass_at_1(full_run, cache):
-    p = _run(["launch/eval.py", "--config", "configs/tiny.py", f"--checkpoint_dir={full_run}"], _env(cache))
-    assert "pass@1" in p.stdout
+def test_eval_prints_pass_at_1_and_teacher_diagnostics(full_run, cache):
+    p = _run(["launch/eval.py", "--config", "configs/tiny.py", f"--checkpoint_dir={full_run}",
+              "--config.eval.teacher=True"], _env(cache))
+    assert "pass@1" in p.stdout and "teacher_pass@1" in p.stdout
     out = json.load(open(os.path.join(full_run, "eval_step4.json")))
     assert 0.0 <= out["pass@1"] <= 1.0 and out["step"] == 4
+    with open(os.path.join(full_run, "eval_step4_samples.jsonl")) as f:
+        samples = [json.loads(line) for line in f]
+    assert len(samples) == out["num_problems"] * out["num_samples"]  # one record per student sample
+    assert sum(s["passed"] for s in samples) / len(samples) == pytest.approx(out["pass@1"])
+    # every student sample got one teacher sample; the summary is their mean
+    assert all("teacher_completion" in s for s in samples)
+    assert sum(s["teacher_passed"] for s in samples) / len(samples) == pytest.approx(out["teacher_pass@1"])
+    with_ctx = [s for s in samples if s["teacher_context"] != "none"]
+    assert len(with_ctx) / len(samples) == pytest.approx(out["context_frac"])
+    # failed samples carry the environment's critique, so they have a context
+    assert all(s["teacher_context"] != "none" for s in samples if not s["passed"] and s["critique"])
 
 
 def test_sigterm_leaves_a_restorable_checkpoint(tmp_path, cache):

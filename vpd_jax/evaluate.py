@@ -33,15 +33,19 @@ def summarize(correct: np.ndarray, ks: Sequence[int]) -> dict:
 
 
 def evaluate(rollout_fn, grade_fn, examples: Sequence, num_samples: int, ks: Sequence[int] = (1,),
-             batch_prompts: int = 8) -> dict:
+             batch_prompts: int = 8, records: list | None = None) -> dict:
     """Samples `num_samples` completions per example and grades them.
 
     rollout_fn(examples, num_samples) -> list of completions (prompt-major);
     grade_fn(examples_repeated, completions) -> list of dicts with "passed".
-    Returns pass@k, per-verdict counts and per-problem correct counts.
+    Returns pass@k, per-verdict counts and per-problem correct counts. When
+    `records` is a list, one dict per graded sample (id, sample index,
+    completion, verdict, passed, critique) is appended to it, so a user can
+    read why the model fails, not only how often.
     """
     correct = np.zeros((len(examples), num_samples), bool)
     verdicts: dict[str, int] = {}
+    fractions = []  # tests passed / tests run, per graded code sample
     for start in range(0, len(examples), batch_prompts):
         chunk = list(examples[start:start + batch_prompts])
         completions = rollout_fn(chunk, num_samples)
@@ -50,7 +54,16 @@ def evaluate(rollout_fn, grade_fn, examples: Sequence, num_samples: int, ks: Seq
         for j, g in enumerate(grades):
             correct[start + j // num_samples, j % num_samples] = bool(g["passed"])
             verdicts[g.get("verdict", "?")] = verdicts.get(g.get("verdict", "?"), 0) + 1
+            if "tests_total" in g:
+                fractions.append(g["tests_passed"] / max(g["tests_total"], 1))
+            if records is not None:
+                records.append({"id": repeated[j].id, "sample": j % num_samples, "passed": bool(g["passed"]),
+                                "reward": float(g.get("reward", float(bool(g["passed"])))),
+                                "verdict": g.get("verdict", "?"), "completion": completions[j],
+                                "critique": g.get("critique", "")})
     out = summarize(correct, ks)
+    if fractions:  # partial credit: moves before pass@1 does on a weak model
+        out["tests_passed_frac"] = float(np.mean(fractions))
     out["num_problems"] = len(examples)
     out["num_samples"] = num_samples
     out["verdicts"] = verdicts

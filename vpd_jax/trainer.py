@@ -178,7 +178,7 @@ class Trainer:
             os.makedirs(os.path.join(self.workdir, "eval"), exist_ok=True)
             with open(os.path.join(self.workdir, "eval", f"step_{step}.json"), "w") as f:
                 json.dump(out, f, indent=1)
-        return {f"eval/{k}": v for k, v in out.items() if k.startswith("pass@")}
+        return {f"eval/{k}": v for k, v in out.items() if "pass@" in k or k in ("context_frac", "tests_passed_frac")}
 
     # ------------------------------------------------------------------ loop
     def train(self) -> None:
@@ -213,19 +213,71 @@ class Trainer:
             self.server.close()
 
 
-def run_eval_split(cfg, task, tokenizer, sampler, params, step: int, grade) -> dict:
+def run_eval_split(cfg, task, tokenizer, sampler, params, step: int, grade, records: list | None = None) -> dict:
     """pass@k on task.eval with the eval sampling settings; the key depends
-    on (seed, step) only, so a training run's eval and launch/eval.py agree."""
+    on (seed, step) only, so a training run's eval and launch/eval.py agree.
+    With cfg.eval.teacher, also the teacher's pass@1 (see `teacher_eval`)."""
     e = cfg.eval
+    records = [] if records is None and e.teacher else records
+    sampling = dict(temperature=e.temperature, top_p=e.top_p, max_new_tokens=e.max_new_tokens)
 
     def rollout_fn(chunk, n):
         ids = rollouts.student_prompts(task, tokenizer, chunk, cfg.rollout.max_prompt_tokens)
         key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 1), step)
-        return [s["text"] for s in sampler.sample(params, ids, key, n, temperature=e.temperature, top_p=e.top_p,
-                                                  max_new_tokens=e.max_new_tokens)]
+        return [s["text"] for s in sampler.sample(params, ids, key, n, **sampling)]
 
-    return evaluate.evaluate(rollout_fn, grade, list(task.eval), e.num_samples, tuple(e.pass_k),
-                             batch_prompts=e.prompts_per_batch)
+    examples = list(task.eval)
+    out = evaluate.evaluate(rollout_fn, grade, examples, e.num_samples, tuple(e.pass_k),
+                            batch_prompts=e.prompts_per_batch, records=records)
+    if e.teacher:
+        out.update(teacher_eval(cfg, task, tokenizer, sampler, params, step, grade, examples, records, sampling))
+    return out
+
+
+def teacher_eval(cfg, task, tokenizer, sampler, params, step: int, grade, examples, records, sampling) -> dict:
+    """The teacher q(y|x, C) on the eval split: one sample per student sample.
+
+    Each student sample gets the teacher context training would give it
+    (a successful sibling from its group, or the environment's critique of
+    it, per cfg.feedback), and the same weights sample once with that
+    context in the prompt; a sample with an empty context (e.g. a success
+    with no other success to show) is sampled from the plain prompt, where
+    the teacher is the student. Returns teacher_pass@1 (mean over all
+    samples; compare with pass@1), teacher_pass@1_with_context (over the
+    samples that had a context) and context_frac. The teacher's completions
+    are added to `records` under "teacher_completion".
+    """
+    fcfg = prompts.FeedbackConfig(sources=tuple(cfg.feedback.sources), combine=cfg.feedback.combine,
+                                  max_critique_tokens=cfg.feedback.max_critique_tokens,
+                                  max_sibling_tokens=cfg.feedback.max_sibling_tokens)
+    by_id = {ex.id: (i, ex) for i, ex in enumerate(examples)}
+    rolls = []
+    for r in records:
+        i, ex = by_id[r["id"]]
+        rolls.append(rollouts.Rollout(example=ex, group=i, prompt_ids=[], response_ids=[], text=r["completion"],
+                                      logprobs=np.zeros(0, np.float32), finish="",
+                                      grade={"reward": r["reward"], "passed": r["passed"], "critique": r["critique"]}))
+    rollouts.attach_contexts(rolls, task, tokenizer, fcfg, np.random.default_rng([cfg.seed, step, 7]))
+    student_ids = {ex.id: ids for ex, ids in zip(examples, rollouts.student_prompts(
+        task, tokenizer, examples, cfg.rollout.max_prompt_tokens))}
+    ids = [r.teacher_prompt_ids or student_ids[r.example.id] for r in rolls]
+    key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 2), step)
+    chunk = max(1, cfg.eval.prompts_per_batch * cfg.eval.num_samples)
+    passed = []
+    for start in range(0, len(rolls), chunk):
+        part = rolls[start:start + chunk]
+        texts = [s["text"] for s in sampler.sample(params, ids[start:start + chunk], jax.random.fold_in(key, start),
+                                                   1, **sampling)]
+        grades = grade([r.example for r in part], texts)
+        for j, (t, g) in enumerate(zip(texts, grades)):
+            passed.append(bool(g["passed"]))
+            records[start + j].update(teacher_completion=t, teacher_passed=bool(g["passed"]),
+                                      teacher_context=part[j].context.source if part[j].context else "none")
+    has_ctx = np.array([r.teacher_prompt_ids is not None for r in rolls], bool)
+    passed = np.array(passed, bool)
+    return {"teacher_pass@1": float(passed.mean()) if len(passed) else 0.0,
+            "teacher_pass@1_with_context": float(passed[has_ctx].mean()) if has_ctx.any() else 0.0,
+            "context_frac": float(has_ctx.mean()) if len(has_ctx) else 0.0}
 
 
 def run_training(cfg: ml_collections.ConfigDict) -> None:
@@ -266,9 +318,10 @@ def run_eval(cfg: ml_collections.ConfigDict, checkpoint_dir: str = "", step: int
             raise components.ConfigError(f"--checkpoint_dir={checkpoint_dir}: no checkpoint found")
         params, at = restored.state.params, restored.step
     client, server = components.start_feedback(cfg, task)
+    records: list = []
     try:
         result = run_eval_split(cfg, task, model.tokenizer, sampler, params, at,
-                                lambda ex, c: task.grade(ex, c, client=client))
+                                lambda ex, c: task.grade(ex, c, client=client), records=records)
     finally:
         if server is not None:
             server.close()
@@ -278,8 +331,15 @@ def run_eval(cfg: ml_collections.ConfigDict, checkpoint_dir: str = "", step: int
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "w") as f:
             json.dump(result, f, indent=1)
+        samples_path = os.path.splitext(path)[0] + "_samples.jsonl"
+        with open(samples_path, "w") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
         print(f"{'step':>6} {'problems':>9} {'samples':>8} " + " ".join(f"{k:>8}" for k in result if k.startswith("pass@")))
         print(f"{at:>6} {result['num_problems']:>9} {result['num_samples']:>8} "
               + " ".join(f"{v:>8.4f}" for k, v in result.items() if k.startswith("pass@")))
-        print(f"verdicts: {result['verdicts']}\nwrote {path}")
+        if "teacher_pass@1" in result:
+            print("teacher (feedback in the prompt): " + ", ".join(
+                f"{k}={result[k]:.4f}" for k in ("teacher_pass@1", "teacher_pass@1_with_context", "context_frac")))
+        print(f"verdicts: {result['verdicts']}\nwrote {path} and {samples_path}")
     return result
