@@ -1,0 +1,246 @@
+"""VPD vs SDPO vs GRPO on the CPU default, on the same budget of rollouts.
+
+    python benchmarks/compare_algorithms.py [--algorithms vpd,sdpo,grpo] [--seeds 0]
+        [--steps 10] [--eval-every 5] [--minutes 40] [--runs runs/compare] [--out docs/results]
+        [--set key=value ...] [--plot-only]
+
+Each (algorithm, seed) trains `configs/demo.py` through the public entry point
+(`launch/tpu_run.py`) for --steps iterations, i.e. the same number of
+prompts x samples for every algorithm, with evals at step 0, every
+--eval-every steps and at the end. VPD runs also sample the teacher on the
+eval split (`eval.teacher`), which gives the teacher-vs-student diagnostic.
+The eval key depends on (seed, step) only, so the step-0 eval of the base
+model is the same for every algorithm of a seed: it runs once (in the first
+algorithm's run) and the others reuse it.
+
+A run that passes --minutes is stopped with SIGTERM, which saves a
+checkpoint at the next step boundary; rerunning the script resumes it.
+The raw metrics.jsonl and eval files of each run are copied to --out, the
+figures are drawn from those copies (so --plot-only redraws them from a
+clean checkout), and a summary table (base and final pass@1, mean and
+spread over seeds) is printed and written as summary.json / summary.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+LABELS = {"vpd": "VPD", "sdpo": "SDPO", "grpo": "GRPO"}
+
+
+def run_one(alg: str, seed: int, args, at_start: bool) -> int:
+    """Trains one (algorithm, seed) in a subprocess; returns its exit code."""
+    workdir = os.path.join(args.runs, f"{alg}_s{seed}")
+    cmd = [sys.executable, os.path.join(ROOT, "launch", "tpu_run.py"), "--config", os.path.join(ROOT, args.config),
+           f"--config.algorithm={alg}", f"--config.seed={seed}", f"--config.workdir={workdir}",
+           f"--config.total_steps={args.steps}", f"--config.eval.every={args.eval_every}",
+           f"--config.eval.at_start={at_start}", f"--config.eval.teacher={alg == 'vpd'}",
+           "--config.log.progress=False"] + [f"--config.{kv}" for kv in args.set]
+    os.makedirs(workdir, exist_ok=True)
+    log_path = os.path.join(workdir, "compare.log")
+    print(f"[{time.strftime('%H:%M:%S')}] {alg} seed {seed}: {' '.join(cmd[1:])}\n    log: {log_path}", flush=True)
+    t0 = time.perf_counter()
+    with open(log_path, "a") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            rc = proc.wait(timeout=args.minutes * 60)
+        except subprocess.TimeoutExpired:
+            print(f"    over {args.minutes} min: SIGTERM (a checkpoint is saved at the next step boundary)", flush=True)
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait()
+    print(f"    exit {rc} after {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+    return rc
+
+
+def collect(alg: str, seed: int, args) -> None:
+    """Copies a run's metrics and eval results into --out."""
+    workdir = os.path.join(args.runs, f"{alg}_s{seed}")
+    dest = os.path.join(args.out, f"{alg}_s{seed}")
+    os.makedirs(dest, exist_ok=True)
+    shutil.copy(os.path.join(workdir, "metrics.jsonl"), os.path.join(dest, "metrics.jsonl"))
+    for path in glob.glob(os.path.join(workdir, "eval", "step_*.json")):
+        shutil.copy(path, os.path.join(dest, "eval_" + os.path.basename(path)))
+
+
+def eval_curve(dest: str, base: dict | None) -> dict[int, dict]:
+    """{step: eval result} of one run, with the shared base eval at step 0."""
+    out = {0: base} if base else {}
+    for path in glob.glob(os.path.join(dest, "eval_step_*.json")):
+        out[int(path.rsplit("_", 1)[1].split(".")[0])] = json.load(open(path))
+    return dict(sorted(out.items()))
+
+
+def summarize(args) -> dict:
+    from vpd_jax.metrics import read_metrics
+
+    algs, seeds = args.algorithms.split(","), [int(s) for s in args.seeds.split(",")]
+    summary: dict = {"config": args.config, "steps": args.steps, "overrides": args.set, "runs": {}}
+    for seed in seeds:
+        base = None
+        for alg in algs:  # the first run of the seed holds the step-0 eval
+            p = os.path.join(args.out, f"{alg}_s{seed}", "eval_step_0.json")
+            if os.path.exists(p):
+                base = json.load(open(p))
+                break
+        for alg in algs:
+            dest = os.path.join(args.out, f"{alg}_s{seed}")
+            if not os.path.exists(os.path.join(dest, "metrics.jsonl")):
+                continue
+            curve = eval_curve(dest, base)
+            rows = read_metrics(os.path.join(dest, "metrics.jsonl"))
+            last = max(curve) if curve else None
+            summary["runs"][f"{alg}_s{seed}"] = {
+                "algorithm": alg, "seed": seed, "steps_done": max((r["step"] for r in rows), default=0),
+                "eval_pass@1": {s: e["pass@1"] for s, e in curve.items()},
+                "eval_teacher_pass@1": {s: e["teacher_pass@1"] for s, e in curve.items() if "teacher_pass@1" in e},
+                "eval_tests_passed_frac": {s: e["tests_passed_frac"] for s, e in curve.items()
+                                           if "tests_passed_frac" in e},
+                "base_pass@1": curve[0]["pass@1"] if 0 in curve else None,
+                "final_pass@1": curve[last]["pass@1"] if last else None,
+                "train_reward_mean": sum(r.get("reward_mean", 0.0) for r in rows if "reward_mean" in r)
+                / max(1, sum("reward_mean" in r for r in rows)),
+                "minutes": sum(r.get("time/iteration", 0.0) for r in rows) / 60,
+            }
+    return summary
+
+
+def table(summary: dict) -> str:
+    import numpy as np
+
+    lines = ["| algorithm | seeds | base pass@1 | final pass@1 (mean ± spread) | mean train reward | minutes/run |",
+             "|---|---|---|---|---|---|"]
+    by_alg: dict = {}
+    for r in summary["runs"].values():
+        by_alg.setdefault(r["algorithm"], []).append(r)
+    for alg, runs in by_alg.items():
+        finals = np.array([r["final_pass@1"] for r in runs if r["final_pass@1"] is not None], float)
+        bases = np.array([r["base_pass@1"] for r in runs if r["base_pass@1"] is not None], float)
+        spread = f" ± {finals.std():.3f}" if len(finals) > 1 else ""
+        lines.append(f"| {LABELS.get(alg, alg)} | {len(runs)} | {bases.mean():.3f} | "
+                     f"{finals.mean():.3f}{spread} | {np.mean([r['train_reward_mean'] for r in runs]):.3f} | "
+                     f"{np.mean([r['minutes'] for r in runs]):.1f} |")
+    return "\n".join(lines)
+
+
+def plot(summary: dict, args) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vpd_jax.metrics import read_metrics
+
+    made = []
+    fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
+    for name, r in summary["runs"].items():
+        label = f"{LABELS.get(r['algorithm'], r['algorithm'])} (seed {r['seed']})"
+        steps = sorted(int(s) for s in r["eval_pass@1"])
+        axes[0].plot(steps, [r["eval_pass@1"][s] for s in steps], marker="o", label=label)
+        frac = r["eval_tests_passed_frac"]
+        axes[1].plot(sorted(frac), [frac[s] for s in sorted(frac)], marker="o", label=label)
+        rows = read_metrics(os.path.join(args.out, name, "metrics.jsonl"))
+        pts = [(x["step"], x["reward_mean"]) for x in rows if "reward_mean" in x]
+        if pts:
+            axes[2].plot(*zip(*pts), label=label)
+    axes[0].set(title="eval pass@1 (bundled eval split)", xlabel="training step", ylabel="pass@1")
+    axes[1].set(title="eval: fraction of tests passed (partial credit)", xlabel="training step",
+                ylabel="tests passed / tests run")
+    axes[2].set(title="training reward (mean over the step's rollouts)", xlabel="training step", ylabel="reward")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    path = os.path.join(args.figures, "compare_pass_at_1.png")
+    os.makedirs(args.figures, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    made.append(path)
+
+    vpd = [(n, r) for n, r in summary["runs"].items() if r["algorithm"] == "vpd"]
+    if vpd:
+        fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+        for name, r in vpd:
+            sfx = f" (seed {r['seed']})"
+            steps = sorted(int(s) for s in r["eval_teacher_pass@1"])
+            axes[0, 0].plot(steps, [r["eval_pass@1"][s] for s in steps], marker="o", label="student pass@1" + sfx)
+            axes[0, 0].plot(steps, [r["eval_teacher_pass@1"][s] for s in steps], marker="s", ls="--",
+                            label="teacher pass@1 (feedback in prompt)" + sfx)
+            rows = read_metrics(os.path.join(args.out, name, "metrics.jsonl"))
+            for ax, key, title in ((axes[0, 1], "e/bco_accuracy", "E-step BCO accuracy"),
+                                   (axes[1, 0], "delta", "BCO reward shift delta"),
+                                   (axes[1, 1], "m/divergence", "M-step KL(student || teacher) per token")):
+                pts = [(x["step"], x[key]) for x in rows if key in x]
+                if pts:
+                    ax.plot(*zip(*pts), marker=".", label=name)
+                ax.set(title=title, xlabel="training step")
+            pts = [(x["step"], x["e/kl"]) for x in rows if "e/kl" in x]
+            if pts:
+                axes[1, 1].plot(*zip(*pts), marker="x", ls=":", label="E-step KL(teacher || student)" + sfx)
+        axes[0, 0].set(title="eval: teacher vs student", xlabel="training step", ylabel="pass@1")
+        for ax in axes.flat:
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
+        fig.tight_layout()
+        path = os.path.join(args.figures, "vpd_teacher_diagnostics.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        made.append(path)
+    return made
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="configs/demo.py")
+    ap.add_argument("--algorithms", default="vpd,sdpo,grpo", help="comma-separated; the first runs the base eval")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--steps", type=int, default=10, help="iterations per run (same rollouts for every algorithm)")
+    ap.add_argument("--eval-every", type=int, default=5)
+    ap.add_argument("--minutes", type=float, default=40.0, help="wall-time limit per run")
+    ap.add_argument("--runs", default="runs/compare", help="workdirs of the runs")
+    ap.add_argument("--out", default="docs/results", help="where the raw metrics and summary are copied")
+    ap.add_argument("--figures", default="docs", help="where the PNGs go")
+    ap.add_argument("--set", action="append", default=[], help="extra config override key=value (repeatable)")
+    ap.add_argument("--plot-only", action="store_true", help="redraw figures and summary from --out")
+    args = ap.parse_args()
+    for kv in args.set:
+        if "=" not in kv:
+            ap.error(f"--set {kv!r}: expected key=value")
+    algs = args.algorithms.split(",")
+    bad = [a for a in algs if a not in LABELS]
+    if bad:
+        ap.error(f"unknown algorithms {bad}; choose from {list(LABELS)}")
+    if not args.plot_only:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for i, alg in enumerate(algs):
+                rc = run_one(alg, seed, args, at_start=(i == 0))
+                if os.path.exists(os.path.join(args.runs, f"{alg}_s{seed}", "metrics.jsonl")):
+                    collect(alg, seed, args)
+                if rc not in (0, -signal.SIGTERM):
+                    print(f"    {alg} seed {seed} failed; see its compare.log", flush=True)
+    summary = summarize(args)
+    if not summary["runs"]:
+        sys.exit(f"no runs in {args.out}")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    md = table(summary)
+    with open(os.path.join(args.out, "summary.md"), "w") as f:
+        f.write(md + "\n")
+    print(md)
+    for path in plot(summary, args):
+        print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
