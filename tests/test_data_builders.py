@@ -89,6 +89,7 @@ def test_split_feedback_tests_is_a_deterministic_half(data_dir):
         moved = q.public_tests[len(p.public_tests):]
         key = lambda t: (t.input, t.output)
         assert sorted(map(key, moved + q.private_tests)) == sorted(map(key, p.private_tests))
+        assert q.metadata["reward_tests"] == "private" and "reward_tests" not in p.metadata  # graded on q's private half
     again = livecodebench.split_feedback_tests(plain.eval[0].problem, seed=3)
     assert again == cut.eval[0].problem
 

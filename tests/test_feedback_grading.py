@@ -210,6 +210,30 @@ def test_critique_never_quotes_hidden_tests(sandbox):
     assert "line 2: assert a < 10, 'secret'" in text  # its own source line
 
 
+def test_split_problem_rewards_on_private_tests_only(sandbox):
+    """reward_tests="private" (SDPO's split): feedback tests write the
+    critique, reward tests alone decide the reward."""
+    split = stdin_problem("split", [("1 2\n", "3\n"), ("5 5\n", "10\n")],
+                          [("10 20\n", "30\n"), ("-5 5\n", "0\n")])
+    split.metadata["reward_tests"] = "private"
+    fails_feedback_only = fenced("a, b = map(int, input().split())\nprint(a + b if a != 5 else 0)")
+    g = grade(split, fails_feedback_only, sandbox=sandbox)
+    assert g["passed"] and g["reward"] == 1.0 and g["verdict"] == "accepted"
+    assert (g["tests_passed"], g["tests_total"]) == (2, 2)
+    assert (g["feedback_tests_passed"], g["feedback_tests_total"]) == (1, 2)
+    assert g["critique"].startswith("Wrong answer (1 of 2 tests passed).") and "Input:\n5 5" in g["critique"]
+    # the same program under the plain rule fails (it must pass every test)
+    plain = stdin_problem("plain", [("1 2\n", "3\n"), ("5 5\n", "10\n")], [("10 20\n", "30\n"), ("-5 5\n", "0\n")])
+    plain = grade(plain, fails_feedback_only, sandbox=sandbox)
+    assert not plain["passed"] and plain["tests_total"] == 4
+
+    fails_reward_only = fenced("a, b = map(int, input().split())\nprint(a + b if a < 10 else 0)")
+    g = grade(split, fails_reward_only, sandbox=sandbox)
+    assert not g["passed"] and g["reward"] == 0.0 and g["verdict"] == "wrong_answer"
+    assert (g["tests_passed"], g["feedback_tests_passed"]) == (0, 2)
+    assert "hidden test" in g["critique"] and "10 20" not in g["critique"] and "30" not in g["critique"]
+
+
 def test_hidden_input_echoed_by_the_program_is_withheld(sandbox):
     echo = {"exception": "a, b = map(int, input().split())\n"
                          "if a >= 10:\n    raise ValueError(f'got {a} {b}')\n"

@@ -112,7 +112,9 @@ def _read_file(path):
 
 def split_feedback_tests(problem: Problem, seed: int = 0) -> Problem:
     """SDPO's cut: half the private tests join the public ones as feedback
-    tests, the other half stay private as reward tests.
+    tests, the other half stay private as reward tests: the grader then
+    rewards on those alone (metadata reward_tests="private") while the
+    critique quotes only feedback tests.
 
     The halves are chosen by a seeded shuffle of the private tests, keyed by
     the question id, so every host and every run cuts a problem the same way.
@@ -122,4 +124,4 @@ def split_feedback_tests(problem: Problem, seed: int = 0) -> Problem:
     half = len(private) // 2
     return dataclasses.replace(
         problem, public_tests=list(problem.public_tests) + private[:half],
-        private_tests=private[half:])
+        private_tests=private[half:], metadata=dict(problem.metadata, reward_tests="private"))

@@ -3,6 +3,9 @@
 Tests run in LiveCodeBench's order (public, then private) and grading stops
 at the first failure, as LiveCodeBench's runner does; `tests_passed` counts
 the tests passed before it. Reward is 1.0 only when every test passes.
+A problem whose metadata says reward_tests="private" (SDPO's 50/50 split,
+`vpd_jax.data.livecodebench.split_feedback_tests`) is rewarded on its
+private tests alone; its public tests only write the critique.
 
 Verdict of one run, from the facts the sandbox reports (first match wins):
   wall limit hit, SIGXCPU, or CPU time over the limit -> time_limit_exceeded
@@ -166,7 +169,23 @@ def grade(problem: Problem, completion: str, *, limits: Limits | None = None,
         return _result(problem, "compile_error", 0, total, critique_text(
             verdict="compile_error", tests_passed=0, tests_total=total,
             failure=None, compile_message=message))
+    if problem.metadata.get("reward_tests") == "private":
+        return _grade_split(problem, code, limits, sandbox, slot)
     n_public = len(problem.public_tests)
+    index, failure = _first_failure(code, problem, tests, 0, n_public, limits, sandbox, slot)
+    if failure is not None:
+        return _result(problem, failure.verdict, index, total, critique_text(
+            verdict=failure.verdict, tests_passed=index, tests_total=total,
+            failure=failure))
+    return _result(problem, "accepted", total, total, critique_text(
+        verdict="accepted", tests_passed=total, tests_total=total,
+        failure=None))
+
+
+def _first_failure(code: str, problem: Problem, tests, offset: int, n_public: int,
+                   limits: Limits, sandbox: Sandbox, slot: int) -> tuple[int, Failure | None]:
+    """Runs tests in order up to the first failure: (tests passed, Failure
+    or None). Test i is numbered offset + i and hidden from offset + i >= n_public."""
     for index, test in enumerate(tests):
         functional = test.testtype == "functional"
         run = sandbox.run(
@@ -176,14 +195,36 @@ def grade(problem: Problem, completion: str, *, limits: Limits | None = None,
             func_name=problem.func_name)
         verdict, details = judge_run(run, functional=functional,
                                      expected=test.output, limits=limits)
-        if verdict == "accepted":
-            continue
-        failure = Failure(verdict=verdict, test_index=index,
-                          hidden=index >= n_public, test_input=test.input,
-                          expected=test.output, **details)
-        return _result(problem, verdict, index, total, critique_text(
-            verdict=verdict, tests_passed=index, tests_total=total,
-            failure=failure))
-    return _result(problem, "accepted", total, total, critique_text(
-        verdict="accepted", tests_passed=total, tests_total=total,
-        failure=None))
+        if verdict != "accepted":
+            return index, Failure(verdict=verdict, test_index=offset + index,
+                                  hidden=offset + index >= n_public, test_input=test.input,
+                                  expected=test.output, **details)
+    return len(tests), None
+
+
+def _grade_split(problem: Problem, code: str, limits: Limits, sandbox: Sandbox, slot: int) -> dict:
+    """SDPO's split: public (feedback) tests write the critique, private
+    (reward) tests alone decide the reward, so the teacher is never shown a
+    failure on a test that scores the student.
+
+    Both sets run, each up to its first failure. The verdict, reward and
+    tests_passed / tests_total are those of the reward tests; the critique
+    quotes the first failing feedback test, or, when every feedback test
+    passes, says whether the hidden reward tests passed (never what they are).
+    """
+    public, private = list(problem.public_tests), list(problem.private_tests)
+    n_fb, fb_fail = _first_failure(code, problem, public, 0, len(public), limits, sandbox, slot)
+    n_rw, rw_fail = _first_failure(code, problem, private, len(public), len(public), limits, sandbox, slot)
+    verdict = "accepted" if rw_fail is None else rw_fail.verdict
+    if fb_fail is not None:
+        critique = critique_text(verdict=fb_fail.verdict, tests_passed=n_fb, tests_total=len(public),
+                                 failure=fb_fail)
+    elif rw_fail is not None:
+        critique = critique_text(verdict=rw_fail.verdict, tests_passed=len(public) + n_rw,
+                                 tests_total=len(public) + len(private), failure=rw_fail)
+    else:
+        critique = critique_text(verdict="accepted", tests_passed=len(public) + len(private),
+                                 tests_total=len(public) + len(private), failure=None)
+    out = _result(problem, verdict, n_rw, len(private), critique)
+    out["feedback_tests_passed"], out["feedback_tests_total"] = n_fb, len(public)
+    return out
