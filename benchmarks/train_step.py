@@ -1,16 +1,21 @@
-"""Throughput of m_step / e_step against transformers' forward + backward.
+"""Throughput of m_step / e_step against the same steps in transformers + PyTorch.
 
     python benchmarks/train_step.py [--preset smollm2-135m] [--batch 8] [--seq 256]
-        [--dtypes float32,bfloat16] [--iters 2] [--remat none]
+        [--dtypes float32,bfloat16] [--iters 2] [--remat none] [--topk 20] [--chunk 112]
 
 Each measurement runs in its own subprocess (so peak RSS is that framework's
-alone): for every compute dtype, JAX times m_step, e_step and a plain
-next-token NLL forward + backward on the same model, and PyTorch times
-`LlamaForCausalLM(input_ids, labels=input_ids).loss.backward()` built from
-the same shape config. Tokens/s counts the B x T student tokens of a step
-(the M- and E-steps also run a teacher forward over a second B x T context,
-so they do ~4/3 of a plain step's matmul work). Random weights: speed does
-not depend on their values.
+alone). For every compute dtype both sides time the same three steps on the
+same shapes:
+  fwd_bwd  a plain next-token NLL forward + backward (no optimizer)
+  m_step   teacher forward (no grad) + student forward/backward + reverse KL
+           on the student's top-k + tail, clip, AdamW
+  e_step   student forward (no grad) + teacher forward/backward + BCO + KL
+           on the teacher's top-k + tail, clip, AdamW
+JAX runs vpd_jax's jitted steps; PyTorch runs `LlamaForCausalLM` built from
+the same shape config with the losses written the direct way (full [B, R, V]
+logits). Tokens/s counts the B x T student tokens of a step; the M- and
+E-steps also run a second B x T context, so they do ~4/3 of a plain step's
+matmul work. Random weights: speed does not depend on their values.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ def run_jax(args) -> dict:
     mesh = make_mesh(None)
     B, T, P = args.batch, args.seq, args.prompt
     R = T - P
-    tc = TrainConfig(lr=1e-6, micro_batches=1, logit_chunk=args.chunk, topk=20)
+    tc = TrainConfig(lr=1e-6, micro_batches=1, logit_chunk=args.chunk, topk=args.topk)
     steps = make_steps(mc, tc, mesh)
     rng = np.random.default_rng(0)
     tok = lambda n: list(rng.integers(3, mc.vocab_size, n))
@@ -101,7 +106,12 @@ def run_jax(args) -> dict:
 
 
 def run_torch(args) -> dict:
+    """The same three computations in transformers + PyTorch: a plain
+    forward + backward, and the M-step and E-step written the straightforward
+    way (full [B, R, V] logits, torch.topk, AdamW step), as a user would port
+    them to a PyTorch trainer."""
     import torch
+    import torch.nn.functional as F
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from vpd_jax.models.config import preset
@@ -115,16 +125,60 @@ def run_torch(args) -> dict:
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg).to(getattr(torch, args.dtype))
     model.train()
-    ids = torch.randint(3, mc.vocab_size, (args.batch, args.seq))
+    B, T, P, K = args.batch, args.seq, args.prompt, args.topk
+    ids = torch.randint(3, mc.vocab_size, (B, T))
+    t_ids = torch.cat([torch.randint(3, mc.vocab_size, (B, P)), ids[:, P:]], 1)  # other prompt, same response
+    targets = ids[:, P:]  # [B, R]
+    reward = (torch.arange(B) % 2).float()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.01)
 
-    def step():
+    def response_logits(x):  # [B, R, V] float32, the positions that predict the response
+        return model(input_ids=x).logits[:, P - 1:-1].float()
+
+    def support(logits, idx):  # top-k + tail log-probs [B, R, K + 1]
+        lse = logits.logsumexp(-1, keepdim=True)
+        tail = logits.scatter(-1, idx, float("-inf")).logsumexp(-1, keepdim=True) - lse
+        return torch.cat([logits.gather(-1, idx) - lse, tail], -1)
+
+    def kl(lp, lq):
+        return (lp.exp() * (lp - lq)).sum(-1)
+
+    def step_plain():
         model.zero_grad(set_to_none=True)
         model(input_ids=ids, labels=ids).loss.backward()
 
-    step()  # warm-up
-    s = _time(step, args.iters)
-    return {"framework": "torch", "dtype": args.dtype, "threads": torch.get_num_threads(), "s_fwd_bwd": s,
-            "peak_rss_mib": _peak_rss_mib()}
+    def m_step():  # reverse KL(student || sg teacher) on the student's top-k
+        opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            t = response_logits(t_ids)
+        s = response_logits(ids)
+        idx = s.detach().topk(K, -1).indices if K else None
+        div = kl(support(s, idx), support(t, idx)) if K else kl(F.log_softmax(s, -1), F.log_softmax(t, -1))
+        div.mean().backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    def e_step():  # BCO on the teacher/student log-ratio + KL(teacher || sg student) on the teacher's top-k
+        opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            s = response_logits(ids)
+        t = response_logits(t_ids)
+        lp_t = F.log_softmax(t, -1).gather(-1, targets[..., None])[..., 0]
+        lp_s = F.log_softmax(s, -1).gather(-1, targets[..., None])[..., 0]
+        z = 0.1 * (lp_t - lp_s).sum(1)
+        bco = -(reward * F.logsigmoid(z)).sum() / reward.sum() - ((1 - reward) * F.logsigmoid(-z)).sum() / (1 - reward).sum()
+        idx = t.detach().topk(K, -1).indices if K else None
+        klt = kl(support(t, idx), support(s, idx)) if K else kl(F.log_softmax(t, -1), F.log_softmax(s, -1))
+        (bco + 0.1 * klt.mean()).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    out = {"framework": "torch", "dtype": args.dtype, "threads": torch.get_num_threads()}
+    for name, fn in (("fwd_bwd", step_plain), ("m_step", m_step), ("e_step", e_step)):
+        fn()  # warm-up
+        out[f"s_{name}"] = _time(fn, args.iters)
+    out["peak_rss_mib"] = _peak_rss_mib()
+    return out
 
 
 def main():
@@ -134,6 +188,7 @@ def main():
     ap.add_argument("--seq", type=int, default=256, help="tokens per sequence (student and teacher)")
     ap.add_argument("--prompt", type=int, default=32, help="prompt tokens; the rest is the scored response")
     ap.add_argument("--chunk", type=int, default=112, help="TrainConfig.logit_chunk")
+    ap.add_argument("--topk", type=int, default=20, help="TrainConfig.topk (0 = full-vocabulary divergence)")
     ap.add_argument("--dtypes", default="float32,bfloat16")
     ap.add_argument("--iters", type=int, default=2)
     ap.add_argument("--remat", default="none", choices=("none", "full", "save_dots"))
@@ -162,18 +217,15 @@ def main():
             print(json.dumps(r), flush=True)
 
     tokens = args.batch * args.seq
-    print(f"\n{'dtype':9} {'what':22} {'s/step':>8} {'tokens/s':>9} {'vs torch fp32':>13} {'vs torch same':>13} "
-          f"{'peak RSS MiB':>12}")
-    torch_s = {r["dtype"]: r["s_fwd_bwd"] for r in results if r["framework"] == "torch"}
-    base = torch_s.get("float32")
+    print(f"\n{'dtype':9} {'what':16} {'s/step':>8} {'tokens/s':>9} {'vs torch same step, fp32':>25} "
+          f"{'vs torch same step, same dtype':>31} {'peak RSS MiB':>12}")
+    torch_by = {r["dtype"]: r for r in results if r["framework"] == "torch"}
     for r in results:
-        keys = ("s_fwd_bwd",) if r["framework"] == "torch" else ("s_fwd_bwd", "s_m_step", "s_e_step")
-        for k in keys:
+        for k in ("s_fwd_bwd", "s_m_step", "s_e_step"):
             s = r[k]
-            what = f"{r['framework']} {k[2:]}"
-            same = torch_s.get(r["dtype"])
-            ratio = lambda b: f"{b / s:13.2f}" if b else f"{'-':>13}"
-            print(f"{r['dtype']:9} {what:22} {s:8.2f} {tokens / s:9.1f} {ratio(base)} {ratio(same)} "
+            ratio = lambda base: f"{base[k] / s:.2f}x" if base and k in base else "-"
+            print(f"{r['dtype']:9} {r['framework'] + ' ' + k[2:]:16} {s:8.2f} {tokens / s:9.1f} "
+                  f"{ratio(torch_by.get('float32')):>25} {ratio(torch_by.get(r['dtype'])):>31} "
                   f"{r['peak_rss_mib']:12.0f}")
     load = os.getloadavg()
     print(f"# load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
