@@ -223,7 +223,10 @@ def main():
     if not args.plot_only:
         for seed in (int(s) for s in args.seeds.split(",")):
             for i, alg in enumerate(algs):
-                rc = run_one(alg, seed, args, at_start=(i == 0))
+                # the base eval runs once per seed: in the first run, unless a
+                # run of this seed (e.g. an earlier invocation) already has it
+                have_base = glob.glob(os.path.join(args.out, f"*_s{seed}", "eval_step_0.json"))
+                rc = run_one(alg, seed, args, at_start=(i == 0 and not have_base))
                 if os.path.exists(os.path.join(args.runs, f"{alg}_s{seed}", "metrics.jsonl")):
                     collect(alg, seed, args)
                 if rc not in (0, -signal.SIGTERM):
