@@ -142,7 +142,8 @@ def plot(summary: dict, args) -> list[str]:
     from vpd_jax.metrics import read_metrics
 
     made = []
-    fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
+    axes = axes.ravel()
     for name, r in summary["runs"].items():
         label = f"{LABELS.get(r['algorithm'], r['algorithm'])} (seed {r['seed']})"
         steps = sorted(int(s) for s in r["eval_pass@1"])
@@ -153,10 +154,15 @@ def plot(summary: dict, args) -> list[str]:
         pts = [(x["step"], x["reward_mean"]) for x in rows if "reward_mean" in x]
         if pts:
             axes[2].plot(*zip(*pts), label=label)
+        key = "g/entropy" if r["algorithm"] == "grpo" else "m/entropy"
+        pts = [(x["step"], x[key]) for x in rows if key in x]
+        if pts:
+            axes[3].plot(*zip(*pts), label=label)
     axes[0].set(title="eval pass@1 (bundled eval split)", xlabel="training step", ylabel="pass@1")
     axes[1].set(title="eval: fraction of tests passed (partial credit)", xlabel="training step",
                 ylabel="tests passed / tests run")
     axes[2].set(title="training reward (mean over the step's rollouts)", xlabel="training step", ylabel="reward")
+    axes[3].set(title="student entropy on its rollouts (nats per token)", xlabel="training step", ylabel="entropy")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
