@@ -48,6 +48,13 @@ def train_config(cfg: ml_collections.ConfigDict) -> TrainConfig:
     raise components.ConfigError(f"config.train.sdpo_teacher={tc.sdpo_teacher!r} applies to algorithm=sdpo only")
 
 
+def feedback_config(cfg: ml_collections.ConfigDict) -> prompts.FeedbackConfig:
+    """How teacher contexts are built, from config.feedback (training and the teacher eval alike)."""
+    f = cfg.feedback
+    return prompts.FeedbackConfig(sources=tuple(f.sources), combine=f.combine,
+                                  max_critique_tokens=f.max_critique_tokens, max_sibling_tokens=f.max_sibling_tokens)
+
+
 class Trainer:
     """Owns the run's state; `train()` runs the loop to cfg.total_steps."""
 
@@ -62,9 +69,7 @@ class Trainer:
             raise components.ConfigError(f"rollout.prompts_per_step={cfg.rollout.prompts_per_step} must be a "
                                          f"multiple of the {n_proc} processes")
         self.local_prompts = cfg.rollout.prompts_per_step // n_proc
-        self.feedback_cfg = prompts.FeedbackConfig(
-            sources=tuple(cfg.feedback.sources), combine=cfg.feedback.combine,
-            max_critique_tokens=cfg.feedback.max_critique_tokens, max_sibling_tokens=cfg.feedback.max_sibling_tokens)
+        self.feedback_cfg = feedback_config(cfg)
         self.steps = make_steps(model.config, train_config(cfg), mesh)
         self.sampler = RolloutSampler(model.config, self.tokenizer, mesh, cfg.rollout)
         # Refuse a workdir of another model before anything is written there.
@@ -247,9 +252,7 @@ def teacher_eval(cfg, task, tokenizer, sampler, params, step: int, grade, exampl
     samples that had a context) and context_frac. The teacher's completions
     are added to `records` under "teacher_completion".
     """
-    fcfg = prompts.FeedbackConfig(sources=tuple(cfg.feedback.sources), combine=cfg.feedback.combine,
-                                  max_critique_tokens=cfg.feedback.max_critique_tokens,
-                                  max_sibling_tokens=cfg.feedback.max_sibling_tokens)
+    fcfg = feedback_config(cfg)
     by_id = {ex.id: (i, ex) for i, ex in enumerate(examples)}
     rolls = []
     for r in records:
