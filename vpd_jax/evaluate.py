@@ -32,6 +32,14 @@ def summarize(correct: np.ndarray, ks: Sequence[int]) -> dict:
     return out
 
 
+def tests_passed_fraction(grade: dict) -> float | None:
+    """Partial credit of one graded code sample: tests passed / tests run
+    (None for a grade without test counts, e.g. multiple choice)."""
+    if "tests_total" not in grade:
+        return None
+    return grade["tests_passed"] / max(grade["tests_total"], 1)
+
+
 def evaluate(rollout_fn, grade_fn, examples: Sequence, num_samples: int, ks: Sequence[int] = (1,),
              batch_prompts: int = 8, records: list | None = None) -> dict:
     """Samples `num_samples` completions per example and grades them.
@@ -54,8 +62,8 @@ def evaluate(rollout_fn, grade_fn, examples: Sequence, num_samples: int, ks: Seq
         for j, g in enumerate(grades):
             correct[start + j // num_samples, j % num_samples] = bool(g["passed"])
             verdicts[g.get("verdict", "?")] = verdicts.get(g.get("verdict", "?"), 0) + 1
-            if "tests_total" in g:
-                fractions.append(g["tests_passed"] / max(g["tests_total"], 1))
+            if (frac := tests_passed_fraction(g)) is not None:
+                fractions.append(frac)
             if records is not None:
                 records.append({"id": repeated[j].id, "sample": j % num_samples, "passed": bool(g["passed"]),
                                 "reward": float(g.get("reward", float(bool(g["passed"])))),

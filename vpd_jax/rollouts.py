@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from vpd_jax import prompts
+from vpd_jax.evaluate import tests_passed_fraction
 from vpd_jax.packing import Row
 
 
@@ -113,8 +114,8 @@ def rollout_stats(rollouts: Sequence[Rollout]) -> dict:
         "frac_groups_solved": float(np.mean([max(g) > 0.5 for g in groups.values()])) if groups else 0.0,
         "frac_with_context": float(np.mean([r.teacher_prompt_ids is not None for r in rollouts])) if rollouts else 0.0,
     }
-    if rollouts and all("tests_total" in r.grade for r in rollouts):  # code tasks: partial credit, a denser signal
-        stats["tests_passed_frac"] = float(np.mean([r.grade["tests_passed"] / max(r.grade["tests_total"], 1)
-                                                    for r in rollouts]))
+    fractions = [tests_passed_fraction(r.grade) for r in rollouts]
+    if rollouts and None not in fractions:  # code tasks: partial credit, a denser signal
+        stats["tests_passed_frac"] = float(np.mean(fractions))
     stats.update({f"verdict/{k}": v / n for k, v in sorted(verdicts.items())})
     return stats
