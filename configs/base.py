@@ -22,6 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.param_dtype = "float32"  # master weights
     c.model.compute_dtype = "float32"  # matmul dtype: bfloat16 on TPU/GPU
     c.model.remat = "full"  # backward recomputation: none | full | save_dots
+    c.model.attention = "auto"  # training attention kernel: auto (cuDNN flash on GPU, bf16) | xla | cudnn
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = 1  # pure data parallelism (replicated weights)

@@ -59,7 +59,7 @@ def build_model(cfg: ml_collections.ConfigDict, mesh) -> Model:
     from vpd_jax.models.loading import resolve_model_path
 
     m = cfg.model
-    numerics = dict(compute_dtype=m.compute_dtype, remat=m.remat)
+    numerics = dict(compute_dtype=m.compute_dtype, remat=m.remat, attention=m.get("attention", "auto"))
     if m.path:
         try:
             path = resolve_model_path(m.path)
@@ -92,9 +92,9 @@ def build_model(cfg: ml_collections.ConfigDict, mesh) -> Model:
         source = f"random:{m.preset}"
     else:
         raise ConfigError("config.model: set model.path (pretrained weights) or model.preset (random init)")
-    # Numerics settings (compute dtype, remat) may change between runs of one
-    # model; shapes and the weight source may not.
-    shape = {k: v for k, v in model_config.to_json().items() if k not in ("compute_dtype", "remat")}
+    # Numerics settings (compute dtype, remat, attention kernel) may change
+    # between runs of one model; shapes and the weight source may not.
+    shape = {k: v for k, v in model_config.to_json().items() if k not in ("compute_dtype", "remat", "attention")}
     fingerprint = {"source": source, "model": shape}
     return Model(model_config, params, tokenizer, fingerprint)
 

@@ -50,7 +50,7 @@ class TrainState:
 # ------------------------------------------------------------ model passes
 def response_hidden(mc: ModelConfig, params, tokens, mask, index) -> jax.Array:
     """Hidden states [B, R, D] that predict the response tokens of one side."""
-    h = hidden_states(mc, params, tokens, mask=mask)  # [B, T, D]
+    h = hidden_states(mc, params, tokens, mask=mask, right_padded=True)  # [B, T, D]: pack_rows right-pads
     return jax.vmap(lambda hb, ib: hb[ib])(h, index)  # [B, R, D]
 
 

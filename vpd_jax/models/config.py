@@ -20,6 +20,7 @@ SUPPORTED_ARCHITECTURES = {
 # "freq_factors": per-frequency divisors stored as a tensor (llama.cpp's
 # `rope_freqs.weight`, how GGUF files carry llama3 scaling).
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "freq_factors")
+ATTENTION_IMPLS = ("auto", "xla", "cudnn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,11 @@ class ModelConfig:
     param_dtype: str = "float32"  # master weights
     compute_dtype: str = "float32"  # matmuls / activations ("bfloat16" on TPU)
     remat: str = "full"  # backward-pass recomputation: "none" | "full" | "save_dots"
+    # Training-pass attention kernel: "xla" (einsum + softmax, any backend),
+    # "cudnn" (fused flash attention, NVIDIA GPUs, bf16/fp16 compute), or
+    # "auto" (cudnn where it applies, else xla). Calls the fused kernel cannot
+    # take (left padding, odd lengths) and the sampler use xla.
+    attention: str = "auto"
 
     def __post_init__(self):
         if self.arch not in ("llama", "qwen3"):
@@ -57,6 +63,8 @@ class ModelConfig:
             )
         if self.remat not in ("none", "full", "save_dots"):
             raise ValueError(f"ModelConfig.remat must be 'none', 'full' or 'save_dots', got {self.remat!r}")
+        if self.attention not in ATTENTION_IMPLS:
+            raise ValueError(f"ModelConfig.attention must be one of {ATTENTION_IMPLS}, got {self.attention!r}")
         if self.rope_type not in SUPPORTED_ROPE_TYPES:
             raise ValueError(
                 f"rope scaling type {self.rope_type!r} is not supported (supported: {SUPPORTED_ROPE_TYPES})"

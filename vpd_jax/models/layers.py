@@ -82,6 +82,18 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.
     return out.reshape(B, T, H, hd)
 
 
+def causal_flash_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
+    """Causal grouped-query attention through cuDNN's fused kernel.
+
+    q [B, T, H, hd]; k, v [B, T, K, hd] -> [B, T, H, hd]. The kernel never
+    writes the [B, H, T, S] scores to memory and skips the masked half, which
+    at 1k+ tokens is most of the einsum path's time and memory on a GPU.
+    Only a causal mask: valid for unpadded or right-padded rows (the packed
+    training layout), where every pad key lies after every real query.
+    """
+    return jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn")
+
+
 def swiglu(x: jax.Array, gate: jax.Array, up: jax.Array, down: jax.Array) -> jax.Array:
     """down(silu(x gate) * (x up)); x [B, T, D] -> [B, T, D]."""
     g = jnp.einsum("btd,df->btf", x, gate)

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from vpd_jax.models.config import ModelConfig
-from vpd_jax.models.layers import apply_rope, attention, rms_norm, rope_angles, swiglu
+from vpd_jax.models.layers import apply_rope, attention, causal_flash_attention, rms_norm, rope_angles, swiglu
 
 _REMAT_POLICIES = {
     "full": None,  # save nothing: recompute the whole layer in the backward pass
@@ -49,28 +49,58 @@ def _finish_layer(config: ModelConfig, lp: dict, x: jax.Array, attn: jax.Array) 
     return x + swiglu(h, lp["gate"].astype(cdt), lp["up"].astype(cdt), lp["down"].astype(cdt))
 
 
+def attention_impl(config: ModelConfig) -> str:
+    """The training-pass attention kernel config.attention resolves to here.
+
+    "auto" picks cuDNN flash attention on an NVIDIA GPU with 16-bit compute
+    and a head size it supports, else the XLA einsum path. An explicit
+    "cudnn" where it cannot run is a configuration error, said up front
+    rather than as a lowering failure deep inside the step's compile.
+    """
+    dtype_ok = jnp.dtype(config.compute_dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+    shape_ok = config.head_dim % 8 == 0 and config.head_dim <= 128
+    on_gpu = jax.default_backend() == "gpu"
+    if config.attention == "cudnn" and not (on_gpu and dtype_ok and shape_ok):
+        raise ValueError(
+            f"ModelConfig.attention='cudnn' needs an NVIDIA GPU backend (have {jax.default_backend()!r}), "
+            f"compute_dtype bfloat16/float16 (have {config.compute_dtype!r}) and head_dim a multiple of 8 "
+            f"up to 128 (have {config.head_dim}); use attention='auto' or 'xla'")
+    if config.attention == "auto":
+        return "cudnn" if on_gpu and dtype_ok and shape_ok else "xla"
+    return config.attention
+
+
 def embed(config: ModelConfig, params: dict, tokens: jax.Array) -> jax.Array:
     return jnp.take(params["embed"], tokens, axis=0).astype(config.compute_dtype)  # [B, T, D]
 
 
 def hidden_states(config: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Array | None = None,
-                  mask: jax.Array | None = None) -> jax.Array:
+                  mask: jax.Array | None = None, right_padded: bool = False) -> jax.Array:
     """Final-normed hidden states [B, T, D] in the compute dtype.
 
     mask [B, T] marks real tokens (False on padding); attention is causal
-    over token index and never reads a padded key.
+    over token index and never reads a padded key. right_padded=True promises
+    that every row's padding follows its real tokens (packing.pack_rows'
+    layout): causality alone then hides the pad keys, which lets the fused
+    causal kernel run (config.attention, even T); pad positions' outputs are
+    garbage either way and must stay masked by the caller.
     """
     if positions is None:
         positions = default_positions(tokens, mask)
     T = tokens.shape[1]
-    causal = jnp.tril(jnp.ones((T, T), bool))  # [T, S]
-    attn_mask = causal[None] if mask is None else causal[None] & mask.astype(bool)[:, None, :]
-    attn_mask = jnp.broadcast_to(attn_mask, (tokens.shape[0], T, T))
+    # The fused kernel takes only a causal mask, and in training only an even
+    # length; other calls (left padding, odd lengths) keep the einsum path.
+    fused = attention_impl(config) == "cudnn" and (mask is None or right_padded) and T % 2 == 0
+    if not fused:
+        causal = jnp.tril(jnp.ones((T, T), bool))  # [T, S]
+        attn_mask = causal[None] if mask is None else causal[None] & mask.astype(bool)[:, None, :]
+        attn_mask = jnp.broadcast_to(attn_mask, (tokens.shape[0], T, T))
     cos, sin = rope_angles(config, positions)
 
     def layer(x, lp):
         q, k, v = _qkv(config, lp, x, cos, sin)
-        return _finish_layer(config, lp, x, attention(q, k, v, attn_mask)), None
+        attn = causal_flash_attention(q, k, v) if fused else attention(q, k, v, attn_mask)
+        return _finish_layer(config, lp, x, attn), None
 
     if config.remat != "none":
         layer = jax.checkpoint(layer, policy=_REMAT_POLICIES[config.remat], prevent_cse=False)
