@@ -3,8 +3,8 @@
     python benchmarks/profile_step.py [--step fwd_bwd|m_step|e_step] [--batch 4] [--seq 256]
         [--preset smollm2-135m] [--top 20]
 
-Compiles the step, runs it once to warm up, then once under
-`jax.profiler.trace` and sums the trace's per-operation durations. Kinds
+Compiles the step on benchmarks/train_step.py's workload, runs it once to
+warm up, then once under `jax.profiler.trace` and sums the trace's per-operation durations. Kinds
 are the operation names without their numeric suffix: on XLA:CPU `ynn_fusion`
 is a matmul (YNNPACK), `copy_*`/`transpose_*` fusions move data between
 layouts, `wrapped_broadcast` zero-fills buffers (the layer scan's stacked
@@ -41,44 +41,23 @@ if "xla_cpu_enable_xprof_traceme" not in os.environ.get("XLA_FLAGS", ""):
 
 
 def build(args):
-    """(compiled step, run) for the chosen step at the chosen shape: run()
-    executes it once and blocks (the M- and E-steps donate their state, so
-    run threads the new state into the next call)."""
+    """(compiled step, run) for the chosen step on train_step.py's workload:
+    run() executes it once and blocks (the M- and E-steps donate their
+    state, so run threads the new state into the next call)."""
     import jax
-    import jax.numpy as jnp
-    import numpy as np
 
-    from vpd_jax.models.config import preset
-    from vpd_jax.models.params import init_params
-    from vpd_jax.models.transformer import forward
-    from vpd_jax.packing import Row, pack_rows
-    from vpd_jax.sharding import make_mesh
-    from vpd_jax.steps import make_steps
-    from vpd_jax.train_config import TrainConfig
+    from train_step import jax_workload  # benchmarks/ is this script's directory
 
-    mc = preset(args.preset, compute_dtype=args.dtype, remat=args.remat)
-    params = init_params(mc, jax.random.key(0))
-    B, T, P = args.batch, args.seq, args.prompt
-    rng = np.random.default_rng(0)
+    w = jax_workload(args)
     if args.step == "fwd_bwd":
-        def nll(p, tokens):  # the same plain next-token loss as benchmarks/train_step.py
-            lp = jax.nn.log_softmax(forward(mc, p, tokens)[:, :-1], axis=-1)  # [B, T-1, V]
-            return -jnp.mean(jnp.take_along_axis(lp, tokens[:, 1:, None], axis=-1))
-
-        tokens = jnp.asarray(rng.integers(3, mc.vocab_size, (B, T)))
-        compiled = jax.jit(jax.grad(nll)).lower(params, tokens).compile()
-        return compiled, lambda: jax.block_until_ready(compiled(params, tokens))
-    steps = make_steps(mc, TrainConfig(lr=1e-6, micro_batches=1, logit_chunk=args.chunk, topk=args.topk),
-                       make_mesh(None))
-    tok = lambda n: list(rng.integers(3, mc.vocab_size, n))
-    rows = [Row(tok(P), tok(P), tok(T - P), float(i % 2), i // 4) for i in range(B)]
-    batch = pack_rows(rows, row_multiple=steps.row_multiple, pad_to=(T, T, T - P))
-    fn = steps._m if args.step == "m_step" else steps._e  # the jitted functions behind m_step / e_step
-    state = [steps.init_state(params)]
-    compiled = fn.lower(state[0], batch).compile()
+        compiled = jax.jit(jax.grad(w.nll)).lower(w.params, w.tokens).compile()
+        return compiled, lambda: jax.block_until_ready(compiled(w.params, w.tokens))
+    fn = w.steps._m if args.step == "m_step" else w.steps._e  # the jitted functions behind m_step / e_step
+    state = [w.steps.init_state(w.params)]
+    compiled = fn.lower(state[0], w.batch).compile()
 
     def run():
-        state[0], metrics = compiled(state[0], batch)
+        state[0], metrics = compiled(state[0], w.batch)
         jax.block_until_ready(metrics)
 
     return compiled, run
@@ -112,6 +91,7 @@ def main():
     ap.add_argument("--topk", type=int, default=20)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--remat", default="none", choices=("none", "full", "save_dots"))
+    ap.add_argument("--attention", default="auto", choices=("auto", "xla", "cudnn"), help="ModelConfig.attention")
     ap.add_argument("--top", type=int, default=20)
     args = ap.parse_args()
     import jax

@@ -75,7 +75,12 @@ def step_flops(mc, batch: int, seq: int) -> dict:
             "e_step": batch * seq * (train + fwd)}
 
 
-def run_jax(args) -> dict:
+def jax_workload(args):
+    """What the JAX side times, at the shape args name: the model config, the
+    steps, a packed batch of random rows, random params and the plain
+    next-token loss. benchmarks/profile_step.py profiles the same workload."""
+    import types
+
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -89,30 +94,37 @@ def run_jax(args) -> dict:
     from vpd_jax.train_config import TrainConfig
 
     mc = preset(args.preset, compute_dtype=args.dtype, remat=args.remat, attention=args.attention)
-    mesh = make_mesh(None)
     B, T, P = args.batch, args.seq, args.prompt
     R = T - P
     tc = TrainConfig(lr=1e-6, micro_batches=1, logit_chunk=args.chunk, topk=args.topk)
-    steps = make_steps(mc, tc, mesh)
+    steps = make_steps(mc, tc, make_mesh(None))
     rng = np.random.default_rng(0)
     tok = lambda n: list(rng.integers(3, mc.vocab_size, n))
     rows = [Row(tok(P), tok(P), tok(R), float(i % 2), i // 4) for i in range(B)]
     batch = pack_rows(rows, row_multiple=steps.row_multiple, pad_to=(T, T, R))
-    params = init_params(mc, jax.random.key(0))
-    dev = jax.devices()[0]
-    from vpd_jax.models.transformer import attention_impl
-
-    out = {"framework": "jax", "dtype": args.dtype, "devices": len(jax.devices()), "remat": args.remat,
-           "attention": attention_impl(mc),
-           "device": dev.device_kind if dev.platform != "cpu" else "cpu", "jax": jax.__version__}
 
     def nll(p, tokens):  # plain forward + backward, full [B, T, V] logits, as transformers does
         logits = forward(mc, p, tokens)[:, :-1]  # [B, T-1, V]: T tokens in, as transformers' labels= loss
         lp = jax.nn.log_softmax(logits, axis=-1)
         return -jnp.mean(jnp.take_along_axis(lp, tokens[:, 1:, None], axis=-1))
 
+    return types.SimpleNamespace(config=mc, steps=steps, batch=batch, params=init_params(mc, jax.random.key(0)),
+                                 nll=nll, tokens=jnp.asarray(batch["student_tokens"]))
+
+
+def run_jax(args) -> dict:
+    import jax
+
+    from vpd_jax.models.transformer import attention_impl
+
+    w = jax_workload(args)
+    steps, batch, params, nll, tokens = w.steps, w.batch, w.params, w.nll, w.tokens
+    dev = jax.devices()[0]
+    out = {"framework": "jax", "dtype": args.dtype, "devices": len(jax.devices()), "remat": args.remat,
+           "attention": attention_impl(w.config),
+           "device": dev.device_kind if dev.platform != "cpu" else "cpu", "jax": jax.__version__}
+
     grad = jax.jit(jax.grad(nll))
-    tokens = jnp.asarray(batch["student_tokens"])
     t0 = time.perf_counter()
     compiled = grad.lower(params, tokens).compile()
     out["compile_s_fwd_bwd"] = time.perf_counter() - t0
@@ -277,12 +289,11 @@ def main():
     load = os.getloadavg()
     print(f"# {args.preset}, {args.batch} x {args.seq} tokens, {os.cpu_count()} CPUs, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     results = []
     for dtype in args.dtypes.split(","):
         for worker in ("jax",) + (() if args.skip_torch else ("torch",)):
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", worker, "--dtype", dtype] + sys.argv[1:]
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 print(f"{worker} {dtype} failed:\n{proc.stderr[-3000:]}", flush=True)
                 continue

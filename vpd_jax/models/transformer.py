@@ -57,16 +57,16 @@ def attention_impl(config: ModelConfig) -> str:
     "cudnn" where it cannot run is a configuration error, said up front
     rather than as a lowering failure deep inside the step's compile.
     """
-    dtype_ok = jnp.dtype(config.compute_dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
-    shape_ok = config.head_dim % 8 == 0 and config.head_dim <= 128
-    on_gpu = jax.default_backend() == "gpu"
-    if config.attention == "cudnn" and not (on_gpu and dtype_ok and shape_ok):
+    supported = (jax.default_backend() == "gpu"
+                 and jnp.dtype(config.compute_dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+                 and config.head_dim % 8 == 0 and config.head_dim <= 128)
+    if config.attention == "cudnn" and not supported:
         raise ValueError(
             f"ModelConfig.attention='cudnn' needs an NVIDIA GPU backend (have {jax.default_backend()!r}), "
             f"compute_dtype bfloat16/float16 (have {config.compute_dtype!r}) and head_dim a multiple of 8 "
             f"up to 128 (have {config.head_dim}); use attention='auto' or 'xla'")
     if config.attention == "auto":
-        return "cudnn" if on_gpu and dtype_ok and shape_ok else "xla"
+        return "cudnn" if supported else "xla"
     return config.attention
 
 
