@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from vpd_jax import divergences as dv
+from vpd_jax.models.layers import project
 
 # Name of the per-chunk values the chunked backward keeps instead of
 # recomputing: the detached side's top-k + tail log-probs and the top-k
@@ -83,7 +84,7 @@ def _mixed_logits(terms, hs: tuple, ws: tuple) -> jax.Array:
     """sum_i c_i (h_i @ W_i): one teacher, or SDPO's mix of two."""
     out = None
     for (coef, _), h, w in zip(terms, hs, ws):
-        z = coef * jnp.einsum("bcd,dv->bcv", h, w, preferred_element_type=jnp.float32)  # [B, C, V]
+        z = coef * project(h, w, jnp.float32)  # [B, C, V]
         out = z if out is None else out + z
     return out
 
@@ -114,7 +115,7 @@ def chunked_token_stats(h_s: jax.Array, w_s: jax.Array, teacher, targets: jax.Ar
 
     @functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.save_only_these_names(SAVED))
     def body(ws, wts, hs_c, hts_c, tgt_c):
-        s_logits = jnp.einsum("bcd,dv->bcv", hs_c, ws, preferred_element_type=jnp.float32)  # [B, C, V]
+        s_logits = project(hs_c, ws, jnp.float32)  # [B, C, V]
         t_logits = _mixed_logits(meta, hts_c, wts) if meta else None  # [B, C, V]
         return token_stats_from_logits(s_logits, t_logits, tgt_c, spec, grad_side)
 

@@ -7,6 +7,7 @@ layout; GGUF's interleaved layout is undone at load time).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -65,21 +66,116 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     return jnp.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1).astype(x.dtype)
 
 
+def _transposed(a: jax.Array) -> jax.Array:
+    """a.T [C, R] of a [R, C], written out. The barrier keeps XLA from folding
+    the transpose back into the matmul, where XLA:CPU's layout assignment
+    would instead transpose the other operand, which can be far larger
+    (the [N, V] logits gradient against the [N, D] hidden states)."""
+    return jax.lax.optimization_barrier(a.T)
+
+
+def weight_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
+    """x^T dy [I, O], summed over the leading (token) axes of x [..., I] and
+    dy [..., O]: a weight gradient.
+
+    The token axis is the contracted one, the major axis of both operands,
+    so one of them must be transposed in memory. Transpose the cheaper
+    side: x (N x I elements), or dy and the [O, I] product (N x O + O x I).
+    Accumulates in float32 whatever the operands' dtype.
+    """
+    x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])  # [N, I], [N, O]
+    (n, i), o = x2.shape, dy2.shape[1]
+    if n * i <= n * o + o * i:
+        g = jnp.dot(_transposed(x2), dy2, preferred_element_type=jnp.float32)  # [I, O]
+    else:
+        g = jnp.dot(_transposed(dy2), x2, preferred_element_type=jnp.float32).T  # [O, I] -> [I, O]
+    return jax.lax.optimization_barrier(g)  # a transposing consumer must not fold into this dot either
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def project(x: jax.Array, w: jax.Array, out_dtype=None) -> jax.Array:
+    """x [..., I] @ w [I, O] -> [..., O] (in out_dtype, default x's).
+
+    A plain matmul whose backward computes the weight gradient with
+    weight_grad: for the LM head ([N, D] x [D, V]) autodiff on XLA:CPU
+    transposes the whole [N, V] logits gradient instead of [N, D].
+    """
+    return jnp.einsum("...i,io->...o", x, w, preferred_element_type=out_dtype)
+
+
+def _project_fwd(x, w, out_dtype):
+    return project(x, w, out_dtype), (x, w)
+
+
+def _project_bwd(out_dtype, res, dy):
+    x, w = res
+    dx = jnp.einsum("...o,io->...i", dy, w, preferred_element_type=jnp.float32).astype(x.dtype)
+    return dx, weight_grad(x, dy).astype(w.dtype)
+
+
+project.defvjp(_project_fwd, _project_bwd)
+
+
+def _grouped_scores(q: jax.Array, k: jax.Array, mask: jax.Array) -> jax.Array:
+    """Scaled, masked float32 scores [B, K, G, T, S] of q [B, T, H, hd] against
+    k [B, S, K, hd]; query head h reads KV head h // G (transformers' repeat_kv)."""
+    B, T, H, hd = q.shape
+    K = k.shape[2]
+    qg = q.reshape(B, T, K, H // K, hd)
+    scores = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32) * (hd ** -0.5)
+    return jnp.where(mask[:, None, None, :, :], scores, MASK_VALUE)
+
+
+def _attention_fwd(q, k, v, mask):
+    B, T, H, hd = q.shape
+    K = k.shape[2]
+    scores = _grouped_scores(q, k, mask)  # [B, K, G, T, S]
+    top = jnp.max(scores, axis=-1, keepdims=True)
+    e = jnp.exp(scores - top)
+    total = jnp.sum(e, axis=-1, keepdims=True)
+    probs = (e / total).astype(v.dtype)
+    out = jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(B, T, H, hd)  # [B, T, H, hd]
+    return out, (q, k, v, mask, out, top, total)
+
+
+def _attention_bwd(res, d_out):
+    """The softmax-attention backward from (q, k, v, out) and the softmax's
+    row max and sum: the [B, K, G, T, S] probabilities are recomputed from q
+    and k (bit for bit the forward's) instead of being saved per layer, as
+    flash attention's backward does. (Max and sum rather than their
+    logsumexp: a fully masked row's MASK_VALUE + log S rounds to MASK_VALUE.)"""
+    q, k, v, mask, out, top, total = res
+    B, T, H, hd = q.shape
+    K = k.shape[2]
+    probs = jnp.exp(_grouped_scores(q, k, mask) - top) / total  # [B, K, G, T, S]
+    d_og = d_out.reshape(B, T, K, H // K, hd)
+    dv = jnp.einsum("bkgts,btkgd->bskd", probs.astype(v.dtype), d_og)
+    dp = jnp.einsum("btkgd,bskd->bkgts", d_og, v, preferred_element_type=jnp.float32)
+    # d softmax: p * (dp - sum_s p dp), and sum_s p dp = <d_out, out> per query
+    rowdot = jnp.einsum("btkgd,btkgd->bkgt", d_og.astype(jnp.float32),
+                        out.reshape(B, T, K, H // K, hd).astype(jnp.float32))
+    ds = probs * (dp - rowdot[..., None]) * (hd ** -0.5)  # [B, K, G, T, S]
+    ds = jnp.where(mask[:, None, None, :, :], ds, 0.0).astype(q.dtype)  # masked scores were constants
+    dq = jnp.einsum("bkgts,bskd->btkgd", ds, k).reshape(B, T, H, hd)
+    dk = jnp.einsum("bkgts,btkgd->bskd", ds, q.reshape(B, T, K, H // K, hd))
+    return dq, dk, dv, None
+
+
+@jax.custom_vjp
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
     """Grouped-query attention.
 
     q [B, T, H, hd]; k, v [B, S, K, hd]; mask [B, T, S] (True = may attend).
     Query head h reads KV head h // (H // K), as transformers' repeat_kv.
+    The custom VJP keeps only the softmax's row max and sum [B, K, G, T]
+    per layer for the backward, not the [B, K, G, T, S] probabilities (nor the masked scores
+    that autodiff would also keep): on a layer scan those are the largest
+    saved activations, written and re-read once per layer per step.
     """
-    B, T, H, hd = q.shape
-    K = k.shape[2]
-    qg = q.reshape(B, T, K, H // K, hd)
-    scores = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32)  # [B, K, G, T, S]
-    scores = scores * (hd ** -0.5)
-    scores = jnp.where(mask[:, None, None, :, :], scores, MASK_VALUE)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs, v)  # [B, T, K, G, hd]
-    return out.reshape(B, T, H, hd)
+    return _attention_fwd(q, k, v, mask)[0]
+
+
+attention.defvjp(_attention_fwd, _attention_bwd)
 
 
 def causal_flash_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
@@ -94,8 +190,37 @@ def causal_flash_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Arra
     return jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn")
 
 
-def swiglu(x: jax.Array, gate: jax.Array, up: jax.Array, down: jax.Array) -> jax.Array:
-    """down(silu(x gate) * (x up)); x [B, T, D] -> [B, T, D]."""
-    g = jnp.einsum("btd,df->btf", x, gate)
+def _swiglu_fwd(x, gate, up, down):
+    g = jnp.einsum("btd,df->btf", x, gate)  # [B, T, F]
     u = jnp.einsum("btd,df->btf", x, up)
-    return jnp.einsum("btf,fd->btd", jax.nn.silu(g) * u, down)
+    return jnp.einsum("btf,fd->btd", jax.nn.silu(g) * u, down), (x, gate, up, down, g, u)
+
+
+def _swiglu_bwd(res, dy):
+    """Backward from (x, g, u): sigmoid(g), silu(g) and the product are
+    recomputed (elementwise, cheap) rather than saved per layer."""
+    x, gate, up, down, g, u = res
+    s = jax.nn.sigmoid(g)
+    silu = g * s
+    d_act = jnp.einsum("btd,fd->btf", dy, down)  # [B, T, F]
+    du = d_act * silu
+    dg = d_act * u * (s * (1 + g * (1 - s)))  # silu'(g) = s (1 + g (1 - s))
+    dx = jnp.einsum("btf,df->btd", dg, gate) + jnp.einsum("btf,df->btd", du, up)
+    x_t = _transposed(x.reshape(-1, x.shape[-1]))  # [D, N], shared by the gate and up gradients
+    d_gate = jnp.dot(x_t, dg.reshape(-1, dg.shape[-1]), preferred_element_type=jnp.float32)  # [D, F]
+    d_up = jnp.dot(x_t, du.reshape(-1, du.shape[-1]), preferred_element_type=jnp.float32)
+    return (dx, d_gate.astype(gate.dtype), d_up.astype(up.dtype),
+            weight_grad(silu * u, dy).astype(down.dtype))
+
+
+@jax.custom_vjp
+def swiglu(x: jax.Array, gate: jax.Array, up: jax.Array, down: jax.Array) -> jax.Array:
+    """down(silu(x gate) * (x up)); x [B, T, D] -> [B, T, D].
+
+    The custom VJP saves the two [B, T, F] pre-activations per layer instead
+    of the five intermediates autodiff keeps (g, sigmoid, silu, u, product).
+    """
+    return _swiglu_fwd(x, gate, up, down)[0]
+
+
+swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)

@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from vpd_jax.models.config import ModelConfig
-from vpd_jax.models.layers import apply_rope, attention, causal_flash_attention, rms_norm, rope_angles, swiglu
+from vpd_jax.models.layers import (apply_rope, attention, causal_flash_attention, project, rms_norm, rope_angles,
+                                   swiglu)
 
 _REMAT_POLICIES = {
     "full": None,  # save nothing: recompute the whole layer in the backward pass
@@ -116,7 +117,7 @@ def lm_head_weight(config: ModelConfig, params: dict) -> jax.Array:
 
 def logits_from_hidden(config: ModelConfig, params: dict, h: jax.Array) -> jax.Array:
     """[B, T, D] -> float32 logits [B, T, V]."""
-    return jnp.einsum("btd,dv->btv", h, lm_head_weight(config, params), preferred_element_type=jnp.float32)
+    return project(h, lm_head_weight(config, params), jnp.float32)
 
 
 def forward(config: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Array | None = None,
