@@ -69,6 +69,29 @@ def test_topk_tail_is_exact_when_topk_holds_almost_all_mass():
     np.testing.assert_allclose(np.exp(got.astype(np.float64)).sum(-1), 1.0, rtol=1e-5)
 
 
+def test_logit_stats_equals_the_separate_passes_and_numpy():
+    """The one-pass stats the losses use: the same numbers as log_probs +
+    token_log_prob / entropy / topk_with_tail, and as NumPy; the tail stays
+    exact at e^-40 and finite when it underflows float32 altogether."""
+    s = rand_logits(4, (6, 40)) * 3
+    s[0, :3], s[1, :3] = 40.0, 200.0  # row 0: tail ~ e^-40; row 1: tail < float32's smallest normal
+    tgt = np.random.default_rng(5).integers(0, 40, 6)
+    idx = np.asarray(jax.lax.top_k(jnp.asarray(s), 3)[1])
+    lp, ent, sup = (np.asarray(a) for a in dv.logit_stats(jnp.asarray(s), jnp.asarray(tgt), jnp.asarray(idx)))
+    ls = np_logsoftmax(s)
+    np.testing.assert_allclose(lp, ls[np.arange(6), tgt], **TOL)
+    np.testing.assert_allclose(ent, -(np.exp(ls) * ls).sum(-1), **TOL)
+    assert np.all(ent >= 0)
+    sep = np.asarray(dv.topk_with_tail(jnp.asarray(s), jnp.asarray(idx)))
+    np.testing.assert_allclose(sup[[0, *range(2, 6)]], sep[[0, *range(2, 6)]], rtol=1e-5, atol=1e-5)
+    rest = np.ones_like(s, bool)
+    np.put_along_axis(rest, idx, False, axis=-1)
+    tail = np.log(np.where(rest, np.exp(ls), 0).sum(-1))  # float64
+    np.testing.assert_allclose(sup[[0, *range(2, 6)], 3], tail[[0, *range(2, 6)]], rtol=1e-5)
+    assert np.isfinite(sup[1]).all() and sup[1, 3] < -80  # log of float32's smallest normal, not -inf
+    assert np.isfinite(np.asarray(dv.divergence_from_logprobs(jnp.asarray(sup), jnp.asarray(sup[::-1]), "jsd"))).all()
+
+
 def test_entropy_and_token_log_prob():
     s = rand_logits(2, (5, 11))
     tgt = np.random.default_rng(3).integers(0, 11, 5)

@@ -104,7 +104,7 @@ def test_micro_batched_accumulation_equals_full_batch(params, steps1):
     assert float(m1["grad_norm"]) > 1e-3 and 0 < float(m1["bco_accuracy"]) < 1
     _metrics_close(m1, m2)
     _params_close(s1.params, s2.params)
-    np.testing.assert_allclose(float(s1.delta), float(s2.delta), rtol=1e-5)
+    np.testing.assert_allclose(float(s1.delta), float(s2.delta), rtol=1e-5, atol=1e-7)  # a ~1e-3 mean of log-ratio differences
 
 
 def test_same_context_gives_zero_m_step_loss_and_gradient(params, steps1):

@@ -64,19 +64,23 @@ def token_stats_from_logits(s_logits: jax.Array, t_logits: jax.Array | None, tar
         t_logits = jax.lax.stop_gradient(t_logits)  # the teacher is a target, never trained here
     elif grad_side == "teacher":
         s_logits = jax.lax.stop_gradient(s_logits)  # the student is the trust-region reference
-    ls = dv.log_probs(s_logits)  # [..., V]
-    out = {"lp_s": dv.token_log_prob(ls, targets), "ent_s": dv.entropy(ls)}
+    sparse = t_logits is not None and spec.kind != "none" and 0 < spec.topk < s_logits.shape[-1]
+    idx = None
+    if sparse:  # [..., k]; saved (SAVED), so the backward pass skips the top-k search
+        idx = checkpoint_name(dv.topk_indices(s_logits, t_logits, spec.topk, spec.support), SAVED)
+    lp_s, ent_s, s_sup = dv.logit_stats(s_logits, targets, idx)
+    out = {"lp_s": lp_s, "ent_s": ent_s}
     if t_logits is not None:
-        out["lp_t"] = dv.token_log_prob(dv.log_probs(t_logits), targets)
-        if spec.kind != "none":
-            s_sup, t_sup, idx = dv.support_logprobs(s_logits, t_logits, spec.topk, spec.support)
-            if idx is not None:  # [..., k + 1]: small enough to keep for the backward pass
-                idx = checkpoint_name(idx, SAVED)
-                if grad_side == "student":
-                    t_sup = checkpoint_name(t_sup, SAVED)
-                elif grad_side == "teacher":
-                    s_sup = checkpoint_name(s_sup, SAVED)
+        out["lp_t"], _, t_sup = dv.logit_stats(t_logits, targets, idx)
+        if sparse:  # [..., k + 1]: small enough to keep for the backward pass
+            if grad_side == "student":
+                t_sup = checkpoint_name(t_sup, SAVED)
+            elif grad_side == "teacher":
+                s_sup = checkpoint_name(s_sup, SAVED)
             out["div"] = dv.divergence_from_logprobs(s_sup, t_sup, spec.kind, spec.alpha)
+        elif spec.kind != "none":  # the full vocabulary
+            out["div"] = dv.divergence_from_logprobs(dv.log_probs(s_logits), dv.log_probs(t_logits),
+                                                     spec.kind, spec.alpha)
     return out
 
 
