@@ -168,9 +168,10 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.
     q [B, T, H, hd]; k, v [B, S, K, hd]; mask [B, T, S] (True = may attend).
     Query head h reads KV head h // (H // K), as transformers' repeat_kv.
     The custom VJP keeps only the softmax's row max and sum [B, K, G, T]
-    per layer for the backward, not the [B, K, G, T, S] probabilities (nor the masked scores
-    that autodiff would also keep): on a layer scan those are the largest
-    saved activations, written and re-read once per layer per step.
+    per layer for the backward, not the [B, K, G, T, S] probabilities (nor
+    the masked scores that autodiff would also keep): on a layer scan those
+    are the largest saved activations, written and re-read once per layer
+    per step.
     """
     return _attention_fwd(q, k, v, mask)[0]
 
