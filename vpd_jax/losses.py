@@ -64,7 +64,14 @@ def token_stats_from_logits(s_logits: jax.Array, t_logits: jax.Array | None, tar
         t_logits = jax.lax.stop_gradient(t_logits)  # the teacher is a target, never trained here
     elif grad_side == "teacher":
         s_logits = jax.lax.stop_gradient(s_logits)  # the student is the trust-region reference
-    sparse = t_logits is not None and spec.kind != "none" and 0 < spec.topk < s_logits.shape[-1]
+    if t_logits is not None and spec.kind != "none" and not 0 < spec.topk < s_logits.shape[-1]:
+        # A full-vocabulary divergence needs both normalised [..., V] log-probs
+        # anyway; every other number is read off them.
+        ls, lt = dv.log_probs(s_logits), dv.log_probs(t_logits)
+        return {"lp_s": dv.token_log_prob(ls, targets), "ent_s": dv.entropy(ls),
+                "lp_t": dv.token_log_prob(lt, targets),
+                "div": dv.divergence_from_logprobs(ls, lt, spec.kind, spec.alpha)}
+    sparse = t_logits is not None and spec.kind != "none"
     idx = None
     if sparse:  # [..., k]; saved (SAVED), so the backward pass skips the top-k search
         idx = checkpoint_name(dv.topk_indices(s_logits, t_logits, spec.topk, spec.support), SAVED)
@@ -78,9 +85,6 @@ def token_stats_from_logits(s_logits: jax.Array, t_logits: jax.Array | None, tar
             elif grad_side == "teacher":
                 s_sup = checkpoint_name(s_sup, SAVED)
             out["div"] = dv.divergence_from_logprobs(s_sup, t_sup, spec.kind, spec.alpha)
-        elif spec.kind != "none":  # the full vocabulary
-            out["div"] = dv.divergence_from_logprobs(dv.log_probs(s_logits), dv.log_probs(t_logits),
-                                                     spec.kind, spec.alpha)
     return out
 
 
