@@ -55,7 +55,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.feedback.workers = 0  # server worker processes; 0 = one per core
     c.feedback.timeout_s = 600.0  # client timeout for one batch request
     c.feedback.sources = ("sibling", "env")  # teacher context, in preference order (env | sibling | self_critique)
-    c.feedback.combine = False  # True: all available sources together
+    c.feedback.combine = False  # True: all available sources together (critiques joined, env first)
+    c.feedback.feedback_on_success = False  # env critique also for passing rollouts (teacher context on successes)
     c.feedback.max_critique_tokens = 512  # env / self-critique budget (truncated)
     c.feedback.max_sibling_tokens = 1024  # sibling solution budget (truncated)
     c.feedback.self_critique_tokens = 256  # generation budget of the self-critique pass
@@ -74,22 +75,22 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.lr = 1e-6  # AdamW peak learning rate (SDPO's LCB setting)
     c.train.weight_decay = 0.01  # decoupled, matrices only
     c.train.clip_norm = 1.0  # global gradient-norm clip
-    c.train.warmup_steps = 0
-    c.train.schedule = "constant"  # constant | cosine (after warmup)
-    c.train.total_steps = 100  # cosine horizon (set to total_steps)
+    c.train.warmup_steps = 0  # iterations of linear warmup
+    c.train.schedule = "constant"  # constant | cosine (after warmup); schedules count iterations, not updates
+    c.train.total_steps = 100  # cosine horizon in iterations (set to total_steps)
     c.train.micro_batches = 1  # gradient accumulation inside the jitted step
     c.train.logit_chunk = 128  # response tokens per LM-head chunk (memory vs speed)
     c.train.divergence = "reverse_kl"  # M-step D: reverse_kl | forward_kl | jsd
     c.train.jsd_alpha = 0.5
     c.train.topk = 20  # divergence support: top-k + tail bucket; 0 = full vocabulary
-    c.train.importance_clip = 2.0  # clip of exp(l_s - l_old) (sampler log-probs as old)
+    c.train.importance_clip = 2.0  # M-step: truncation of the prefix ratio prod_{s<t} pi/pi_old (sampler log-probs as old); 0 = off
     c.train.beta = 0.1  # E-step implicit reward scale
     c.train.lambda_kl = 0.1  # E-step token-level trust-region KL weight
     c.train.length_normalize = False  # E-step: rho summed (False) or averaged over tokens
     c.train.delta_momentum = 0.9  # running average of the BCO reward shift
     c.train.clip_low = 0.2  # GRPO clipped surrogate
     c.train.clip_high = 0.28
-    c.train.dr_grpo = False  # Dr.GRPO: no std normalisation, constant normaliser
+    c.train.dr_grpo = False  # Dr.GRPO: no std normalisation, constant normaliser rows x rollout.max_new_tokens
     c.train.kl_coef = 0.0  # GRPO KL to the initial (reference) weights; 0 = no reference copy
     c.train.sdpo_teacher = "current"  # SDPO teacher: current | ema | mix
     c.train.ema_decay = 0.99

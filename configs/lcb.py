@@ -25,7 +25,7 @@ def get_config():
     c.task.options.release = "v6"  # window by contest_date as in the SDPO / VPD papers
     c.task.options.data_dir = "/mnt/data/tfds"  # where TFDS writes the array_record files
     c.task.options.manual_dir = "/mnt/data/code_generation_lite"  # the LCB JSONL files
-    c.task.options.split_feedback_tests = True  # SDPO: half the private tests give feedback, the other half alone give the reward
+    c.task.options.split_feedback_tests = True  # SDPO (train split only): half the private tests give feedback, the other half alone give the reward; eval grades all
     c.rollout.prompts_per_step = 32  # 32 questions x 8 rollouts (SDPO)
     c.rollout.samples_per_prompt = 8
     c.rollout.max_prompt_tokens = 2048

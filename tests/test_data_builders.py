@@ -79,7 +79,7 @@ def test_split_feedback_tests_is_a_deterministic_half(data_dir):
                            release="v2")
     cut = data.load_task("livecodebench", data_dir=str(data_dir), manual_dir=str(LCB),
                          release="v2", split_feedback_tests=True, seed=3)
-    for before, after in zip(plain.eval, cut.eval):
+    for before, after in zip(plain.train, cut.train):
         p, q = before.problem, after.problem
         half = len(p.private_tests) // 2
         assert q.public_tests[:len(p.public_tests)] == p.public_tests
@@ -90,8 +90,27 @@ def test_split_feedback_tests_is_a_deterministic_half(data_dir):
         key = lambda t: (t.input, t.output)
         assert sorted(map(key, moved + q.private_tests)) == sorted(map(key, p.private_tests))
         assert q.metadata["reward_tests"] == "private" and "reward_tests" not in p.metadata  # graded on q's private half
-    again = livecodebench.split_feedback_tests(plain.eval[0].problem, seed=3)
-    assert again == cut.eval[0].problem
+    again = livecodebench.split_feedback_tests(plain.train[0].problem, seed=3)
+    assert again == cut.train[0].problem
+    # Evaluation grades every test: the cut never reaches the eval split.
+    assert [ex.problem for ex in cut.eval] == [ex.problem for ex in plain.eval]
+
+
+def test_eval_split_fails_a_program_that_fails_its_public_test(data_dir):
+    """A program that special-cases the public input wrongly and is right on
+    every private test: accepted under the training split's reward tests,
+    wrong_answer on eval, as LiveCodeBench grades it."""
+    from vpd_jax.feedback.grading import grade
+
+    cut = data.load_task("livecodebench", data_dir=str(data_dir), manual_dir=str(LCB),
+                         release="v2", split_feedback_tests=True, seed=3)
+    echo = {ex.id: ex for ex in cut.eval}["fx_a3"].problem
+    assert "reward_tests" not in echo.metadata
+    code = "```python\ns = input().strip()\nprint('wrong' if s == 'ab' else s + s)\n```"
+    verdict = grade(echo, code)
+    assert verdict["verdict"] == "wrong_answer" and verdict["tests_total"] == len(echo.all_tests)
+    as_train = livecodebench.split_feedback_tests(echo, seed=3)  # what the train split would grade
+    assert grade(as_train, code)["verdict"] == "accepted"
 
 
 def _write_lcb(tmp_path, mutate):

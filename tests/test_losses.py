@@ -196,9 +196,20 @@ def test_e_step_loss_matches_numpy(length_normalize):
     n_pos, n_neg = 3.0, 2.0
     f = lambda x: jnp.asarray(x, jnp.float32)
     loss, m = losses.e_step_loss(f(lp_t), f(lp_s), f(kl), f(mask), f(reward), f(valid), 0.3, 0.7, 0.2,
-                                 length_normalize, n_pos, n_neg, mask.sum())
+                                 length_normalize, n_pos, n_neg, mask.sum(), 5.0)
     np.testing.assert_allclose(loss, want, **TOL)
     np.testing.assert_allclose(m["bco_accuracy"], correct / 5, **TOL)
+
+
+def test_bco_accuracy_with_one_class_absent():
+    """3 positives, all classified right, no negatives: accuracy 1, not 3 / 4
+    (the clamped class counts must not leak into the accuracy's denominator)."""
+    f = lambda x: jnp.asarray(x, jnp.float32)
+    lp_t, lp_s = f(np.full((3, 2), -1.0)), f(np.full((3, 2), -2.0))  # rho = +2 on every row
+    ones = f(np.ones(3))
+    _, m = losses.e_step_loss(lp_t, lp_s, f(np.zeros((3, 2))), f(np.ones((3, 2))), ones, ones, 0.0, 1.0, 0.0,
+                              False, 3.0, 1.0, 6.0, 3.0)
+    assert float(m["bco_accuracy"]) == 1.0
 
 
 def test_update_delta():
@@ -247,15 +258,55 @@ def test_grpo_matches_numpy(dr_grpo):
     np.testing.assert_allclose(m["clip_fraction"], (mask * ((ratio < 0.8) | (ratio > 1.3))).sum() / mask.sum(), **TOL)
 
 
-def test_m_step_loss_with_importance_weight():
+def np_prefix_weight(lp, old, mask, clip):
+    """prod_{s<t} exp(lp_s - old_s), truncated at clip: the likelihood ratio of
+    the prefix y_<t that the per-position divergence D_t depends on."""
+    B, R = lp.shape
+    w = np.ones((B, R))
+    for b in range(B):
+        for t in range(R):
+            w[b, t] = min(np.exp(np.sum((mask[b] * (lp[b] - old[b]))[:t])), clip)
+    return w
+
+
+def test_m_step_loss_with_prefix_importance_weight():
     rng = np.random.default_rng(7)
-    div, mask = rng.random((3, 4)), (rng.random((3, 4)) > 0.3) * 1.0
-    lp, old = -rng.random((3, 4)), -rng.random((3, 4))
-    w = np.minimum(np.exp(lp - old), 1.5)
+    div, mask = rng.random((3, 6)), (rng.random((3, 6)) > 0.3) * 1.0
+    lp, old = -rng.random((3, 6)), -rng.random((3, 6))
+    w = np_prefix_weight(lp, old, mask, 1.5)
     f = lambda x: jnp.asarray(x, jnp.float32)
-    loss, m = losses.m_step_loss(f(div), f(mask), mask.sum(), losses.importance_weight(f(lp), f(old), 1.5))
+    got_w = losses.prefix_importance_weight(f(lp), f(old), f(mask), 1.5)
+    np.testing.assert_allclose(got_w, w, **TOL)
+    assert np.all(np.asarray(got_w)[:, 0] == 1.0)  # nothing precedes the first token
+    loss, m = losses.m_step_loss(f(div), f(mask), mask.sum(), got_w)
     np.testing.assert_allclose(loss, (mask * w * div).sum() / mask.sum(), **TOL)
     np.testing.assert_allclose(m["divergence"], (mask * div).sum() / mask.sum(), **TOL)
+    # on-policy: every weight is exactly 1; a 10k-token prefix far off-policy stays finite at the clip
+    np.testing.assert_array_equal(losses.prefix_importance_weight(f(lp), f(lp), f(mask), 1.5), 1.0)
+    long = losses.prefix_importance_weight(jnp.zeros((1, 10000)), jnp.full((1, 10000), -1.0), jnp.ones((1, 10000)), 2.0)
+    assert np.all(np.isfinite(np.asarray(long))) and float(long[0, -1]) == 2.0
+
+
+def test_prefix_weight_makes_the_off_policy_estimate_unbiased():
+    """Exact expectations on a 2-step toy policy: the divergence at step 2
+    depends on y_1 only. Sampling from pi_old and weighting D_2 by the
+    prefix ratio pi(y_1) / pi_old(y_1) gives E_pi[D_2]; weighting by the
+    ratio of y_2 itself (the old rule) does not."""
+    p_new, p_old = np.array([0.8, 0.2]), np.array([0.3, 0.7])  # pi(y_1), pi_old(y_1)
+    q2_new, q2_old = np.array([0.6, 0.4]), np.array([0.5, 0.5])  # pi(y_2 | y_1), pi_old(y_2 | y_1), any y_1
+    d2 = np.array([2.0, 5.0])  # D_2(y_1)
+    target = np.sum(p_new * d2)  # E_{y ~ pi}[D_2(y_1)]
+    prefix, token = 0.0, 0.0
+    for y1 in range(2):
+        for y2 in range(2):
+            prob = p_old[y1] * q2_old[y2]  # the sample's probability under pi_old
+            lp = jnp.log(jnp.asarray([[p_new[y1], q2_new[y2]]], jnp.float32))
+            old = jnp.log(jnp.asarray([[p_old[y1], q2_old[y2]]], jnp.float32))
+            w = float(losses.prefix_importance_weight(lp, old, jnp.ones((1, 2)), 1e9)[0, 1])
+            prefix += prob * w * d2[y1]
+            token += prob * (q2_new[y2] / q2_old[y2]) * d2[y1]
+    np.testing.assert_allclose(prefix, target, rtol=1e-5)
+    assert abs(token - target) > 0.5
 
 
 # ------------------------------------------------------- gradient isolation
@@ -269,7 +320,7 @@ def _e_from_logits(s, t, tgt, mask, reward, beta, lam, spec):
     valid = jnp.ones_like(reward)
     n_pos, n_neg = jnp.maximum(jnp.sum(reward), 1.0), jnp.maximum(jnp.sum(1 - reward), 1.0)
     return losses.e_step_loss(st["lp_t"], st["lp_s"], st["div"], mask, reward, valid, 0.1, beta, lam, False,
-                              n_pos, n_neg, jnp.sum(mask))[0]
+                              n_pos, n_neg, jnp.sum(mask), jnp.sum(valid))[0]
 
 
 @pytest.fixture(scope="module")

@@ -61,6 +61,32 @@ def test_contexts_prefer_sibling_then_env_and_truncate():
     assert "four" not in combined[1].critique
 
 
+def test_combine_joins_env_and_self_critique_and_success_feedback_is_opt_in():
+    tok = WordTokenizer()
+    cfg = prompts.FeedbackConfig(sources=("env", "self_critique"), combine=True)
+    ctx = prompts.build_contexts(cfg, tok, ["a", "b"], ["A", "B"], [0, 1], [0, 1], ["env says", "all passed"],
+                                 ["i think", "fine"], np.random.default_rng(0))
+    assert ctx[0].critique == "env says\n\ni think"  # both, in source order: neither overwrites the other
+    assert ctx[1].empty  # a success gets no critique of either kind by default
+    on = prompts.build_contexts(prompts.FeedbackConfig(sources=("env",), feedback_on_success=True), tok, ["b"],
+                                ["B"], [1], [1], ["all passed"], None, np.random.default_rng(0))
+    assert on[0].critique == "all passed"
+
+
+def test_trainer_passes_every_feedback_field_from_the_config():
+    import dataclasses
+
+    from configs import base
+    from vpd_jax.trainer import feedback_config
+
+    cfg = base.get_config()
+    cfg.feedback.feedback_on_success, cfg.feedback.combine = True, True
+    fc = feedback_config(cfg)
+    assert fc.feedback_on_success and fc.combine
+    for field in dataclasses.fields(prompts.FeedbackConfig):  # none left at its default silently
+        assert field.name in cfg.feedback, f"config.feedback has no {field.name}"
+
+
 def test_bad_source_is_rejected():
     with pytest.raises(ValueError, match="feedback sources"):
         prompts.FeedbackConfig(sources=("oracle",))

@@ -10,12 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vpd_jax import losses as losses_lib
 from vpd_jax import steps as steps_lib
 from vpd_jax.models.config import ModelConfig
 from vpd_jax.models.params import init_params
 from vpd_jax.packing import Row, pack_rows
 from vpd_jax.sharding import make_mesh
-from vpd_jax.train_config import TrainConfig
+from vpd_jax.train_config import TrainConfig, learning_rate
 
 MC = ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
                  head_dim=8, remat="none")
@@ -189,3 +190,179 @@ def test_sdpo_teachers_and_reference_kl_run_on_the_mesh(params, teacher, kl_coef
     if teacher == "ema":  # the EMA teacher trails the weights
         d = jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), state.ema, state.params))
         assert max(d) > 0
+
+
+# ------------------------------------------- losses from plain forward() logits
+# An independent derivation of every loss, written once over an array module
+# (`xp` = numpy in float64 for the values, jax.numpy for the gradients) from
+# `forward()` logits of whole sequences: no chunking, no index gather by the
+# code under test, no losses.py. The batch has teacher prompts longer than
+# the student's, a row without context, both rewards and sampler log-probs.
+def _ref_batch():
+    rows = _rows(seed=5)
+    rows[3] = Row(rows[3].student_prompt, None, rows[3].response, rows[3].reward, rows[3].group)
+    return rows
+
+
+def _logsoftmax(xp, x):
+    x = x - xp.max(x, axis=-1, keepdims=True)
+    return x - xp.log(xp.sum(xp.exp(x), axis=-1, keepdims=True))
+
+
+def _response_logits(logits, index):
+    """[B, T, V] at the positions that predict each response token -> [B, R, V]."""
+    return np.take_along_axis(logits, index[:, :, None], axis=1) if isinstance(logits, np.ndarray) else \
+        jnp.take_along_axis(logits, jnp.asarray(index)[:, :, None], axis=1)
+
+
+def _topk_tail(xp, lp, idx):
+    """Top-k log-probs plus the tail bucket log(1 - sum p), [B, R, k + 1]."""
+    top = xp.take_along_axis(lp, idx, axis=-1)
+    return xp.concatenate([top, xp.log(1.0 - xp.sum(xp.exp(top), axis=-1, keepdims=True))], axis=-1)
+
+
+def _kl(xp, a, b):
+    return xp.sum(xp.exp(a) * (a - b), axis=-1)
+
+
+def ref_losses(xp, s_logits, t_logits, batch, tc, delta, sg=lambda x: x):
+    """(m_loss, e_loss, grpo_loss, metrics) from full-sequence logits [B, T, V]."""
+    ls = _logsoftmax(xp, _response_logits(s_logits, batch["student_index"]))  # [B, R, V]
+    lt = _logsoftmax(xp, _response_logits(t_logits, batch["teacher_index"]))
+    tgt = batch["targets"][:, :, None]
+    lp_s, lp_t = xp.take_along_axis(ls, tgt, -1)[..., 0], xp.take_along_axis(lt, tgt, -1)[..., 0]  # [B, R]
+    k = tc.topk
+    idx_s = xp.argsort(-sg(ls), axis=-1)[..., :k]  # the student's top-k (M-step support)
+    idx_t = xp.argsort(-sg(lt), axis=-1)[..., :k]  # the teacher's top-k (E-step KL support)
+    ctx, rows = batch["has_context"] * batch["row_mask"], batch["row_mask"]
+    mask = batch["response_mask"] * ctx[:, None]  # [B, R]
+    # M-step: reverse KL(pi || q) on the student's top-k + tail, prefix-weighted
+    d = _kl(xp, _topk_tail(xp, ls, idx_s), _topk_tail(xp, lt, idx_s))
+    step_lr = mask * (lp_s - batch["old_logp"])
+    w = sg(xp.minimum(xp.exp(xp.cumsum(step_lr, axis=1) - step_lr), tc.importance_clip))
+    m = xp.sum(mask * w * d) / mask.sum()
+    # E-step: BCO on beta * sum(l_q - l_pi) - delta, + lambda KL(q || pi) on the teacher's top-k + tail
+    rho = xp.sum(mask * (lp_t - lp_s), axis=1)
+    z = tc.beta * rho - delta
+    pos, neg = ctx * (batch["reward"] > 0.5), ctx * (batch["reward"] <= 0.5)
+    logsig = lambda x: -xp.log1p(xp.exp(-x))
+    bco = -xp.sum(pos * logsig(z)) / pos.sum() - xp.sum(neg * logsig(-z)) / neg.sum()
+    kl_q = xp.sum(mask * _kl(xp, _topk_tail(xp, lt, idx_t), _topk_tail(xp, ls, idx_t))) / mask.sum()
+    e = bco + tc.lambda_kl * kl_q
+    # GRPO: per-token clipped ratio to the sampler, group-normalised advantages
+    gmask = batch["response_mask"] * rows[:, None]
+    r, g = batch["reward"], batch["group"]
+    adv = np.zeros_like(r)
+    for i in range(len(r)):
+        members = (g == g[i]) & (rows > 0)
+        if rows[i] and members.sum() > 1:
+            adv[i] = r[i] - r[members].mean()
+            adv[i] = adv[i] if tc.dr_grpo else adv[i] / (r[members].std(ddof=1) + 1e-6)
+    ratio = xp.exp(lp_s - batch["old_logp"])
+    surr = xp.minimum(ratio * adv[:, None], xp.clip(ratio, 1 - tc.clip_low, 1 + tc.clip_high) * adv[:, None])
+    denom = rows.sum() * tc.response_budget if tc.dr_grpo else gmask.sum()
+    grpo = -xp.sum(gmask * surr) / denom
+    correct = pos * (z > 0) + neg * (z <= 0)
+    return m, e, grpo, {"divergence": xp.sum(mask * d) / mask.sum(), "kl": kl_q,
+                        "bco_accuracy": correct.sum() / ctx.sum()}
+
+
+@pytest.fixture(scope="module")
+def ref_setup(params):
+    from vpd_jax.models import forward
+
+    tc = TrainConfig(**{**TC.__dict__, "importance_clip": 1.5, "response_budget": 24})
+    batch = _pack(_ref_batch())
+    f64 = lambda t: np.asarray(jax.device_get(forward(MC, params, jnp.asarray(batch[t]))), np.float64)
+    s_logits, t_logits = f64("student_tokens"), f64("teacher_tokens")
+    lp = np.take_along_axis(_logsoftmax(np, _response_logits(s_logits, batch["student_index"])),
+                            batch["targets"][:, :, None], -1)[..., 0]
+    noise = np.random.default_rng(1).normal(0.0, 0.3, lp.shape)
+    batch = dict(batch, old_logp=((lp + noise) * batch["response_mask"]).astype(np.float32))  # a sampler a bit off
+    return tc, batch, s_logits, t_logits
+
+
+def _step_losses(tc, params, batch, delta=0.2):
+    """The three losses (and metrics) exactly as the jitted steps compute them."""
+    norms = steps_lib.batch_norms(batch, tc)
+    m = steps_lib.m_loss(MC, tc, params, None, None, batch, norms)
+    e = steps_lib.e_loss(MC, tc, params, jnp.float32(delta), batch, norms)
+    adv = losses_lib.group_advantages(batch["reward"], batch["group"], batch["row_mask"], tc.dr_grpo)
+    g = steps_lib.g_loss(MC, tc, params, None, dict(batch, advantage=adv), norms)
+    return m, e, g
+
+
+@pytest.mark.parametrize("dr_grpo", [False, True])
+def test_losses_match_numpy_from_forward_logits(params, ref_setup, dr_grpo):
+    tc, batch, s_logits, t_logits = ref_setup
+    tc = TrainConfig(**{**tc.__dict__, "dr_grpo": dr_grpo})
+    (m, mm), (e, em), (g, _) = jax.jit(lambda p, b: _step_losses(tc, p, b))(params, batch)
+    want_m, want_e, want_g, want = ref_losses(np, s_logits, t_logits, batch, tc, 0.2)
+    np.testing.assert_allclose(float(m), want_m, rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(float(mm["divergence"]), want["divergence"], rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(float(e), want_e, rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(float(em["kl"]), want["kl"], rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(float(em["bco_accuracy"]), want["bco_accuracy"], rtol=1e-6)
+    np.testing.assert_allclose(float(g), want_g, rtol=2e-4, atol=1e-6)
+    # the weights are really off 1 and the KL really differs from the other direction
+    assert abs(float(mm["m_loss"]) - float(mm["divergence"])) > 1e-3 * float(mm["divergence"])
+    assert float(em["kl"]) > 1e-3
+
+
+def test_each_step_differentiates_only_its_own_side(params, ref_setup):
+    """M-step gradient = the gradient with the teacher computed by a frozen
+    copy of the weights; E-step gradient = the one with the student frozen.
+    Teacher and student contexts differ here, so a missing stop-gradient on
+    either side would change the gradient."""
+    from vpd_jax.models import forward
+
+    tc, batch, _, _ = ref_setup
+    frozen = jax.tree.map(jnp.copy, params)
+    fwd = lambda p, t: forward(MC, p, jnp.asarray(batch[t]))
+
+    def ref(p, which: str):
+        s = fwd(p if which == "m" else frozen, "student_tokens")
+        t = fwd(frozen if which == "m" else p, "teacher_tokens")
+        out = ref_losses(jnp, s, t, jax.tree.map(np.asarray, batch), tc, 0.2, sg=jax.lax.stop_gradient)
+        return out[0] if which == "m" else out[1]
+
+    got_m, got_e = jax.jit(lambda p: [jax.grad(lambda q: _step_losses(tc, q, batch)[i][0])(p) for i in (0, 1)])(params)
+    want_m, want_e = jax.jit(lambda p: [jax.grad(ref)(p, w) for w in ("m", "e")])(params)
+    for got, want in ((got_m, want_m), (got_e, want_e)):
+        norm = max(float(jnp.abs(x).max()) for x in jax.tree.leaves(want))
+        assert norm > 1e-4
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=2e-3 * norm), got, want)
+
+
+def test_dr_grpo_update_does_not_depend_on_the_packed_length(params, ref_setup):
+    """Dr.GRPO's normaliser is rows x the response budget: the same rows
+    packed to R = 16 and R = 32 give the same update."""
+    tc, batch, _, _ = ref_setup
+    tc = TrainConfig(**{**tc.__dict__, "dr_grpo": True})
+    st = steps_lib.make_steps(MC, tc, make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, devices=jax.devices()[:1]))
+    rows = [Row(r.student_prompt, r.teacher_prompt, r.response, r.reward, r.group, old_logp=[-1.0] * len(r.response))
+            for r in _ref_batch()]
+    out = []
+    for R in (16, 32):
+        b = pack_rows(rows, row_multiple=4, pad_to=(SHAPE[0] + R, SHAPE[1] + R, R))
+        state, m = st.grpo_step(st.init_state(params), b)
+        out.append((state.params, float(m["grpo_loss"])))
+    assert abs(out[0][1]) > 1e-4
+    np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-5)
+    _params_close(out[0][0], out[1][0])
+
+
+def test_learning_rate_schedule_counts_iterations(params, steps1):
+    """An iteration with an E-step updates twice at that iteration's lr; the
+    cosine reaches its floor after total_steps iterations, not earlier."""
+    tc = TrainConfig(**{**TC.__dict__, "schedule": "cosine", "total_steps": 4, "warmup_steps": 1})
+    st = steps_lib.make_steps(MC, tc, steps1.mesh)
+    batch, state, seen = _pack(_rows()), st.init_state(params), []
+    for _ in range(4):
+        state, e = st.e_step(state, batch)
+        state, m = st.m_step(state, batch)
+        seen.append((float(e["lr"]), float(m["lr"])))
+    want = [float(learning_rate(tc)(i)) for i in range(4)]
+    np.testing.assert_allclose([e for e, _ in seen], want, rtol=1e-6)
+    np.testing.assert_allclose([m for _, m in seen], want, rtol=1e-6)
+    assert int(state.step) == 4 and want[-1] > 0.1 * tc.lr  # iteration 3 of 4 is not at the floor

@@ -140,27 +140,46 @@ def m_step_loss(div: jax.Array, mask: jax.Array, n_tokens: jax.Array, weight: ja
 
     div, mask [B, R]; mask already excludes rollouts with an empty context;
     n_tokens is the token count of the whole batch (all micro-batches);
-    weight [B, R] is an optional detached, clipped importance ratio.
+    weight [B, R] is an optional detached importance weight
+    (`prefix_importance_weight`).
     """
     w = mask if weight is None else mask * weight  # [B, R]
     loss = jnp.sum(w * div) / n_tokens  # token mean over the batch
     return loss, {"m_loss": loss, "divergence": jnp.sum(mask * div) / n_tokens}
 
 
-def importance_weight(lp_s: jax.Array, lp_old: jax.Array, clip: float) -> jax.Array:
-    """sg min(exp(l_s - l_s_old), clip): reweights a reused batch toward the
-    current policy; detached and clipped so it rescales, never explodes."""
-    return jax.lax.stop_gradient(jnp.minimum(jnp.exp(lp_s - lp_old), clip))
+def prefix_importance_weight(lp_s: jax.Array, lp_old: jax.Array, mask: jax.Array, clip: float) -> jax.Array:
+    """w_t = sg min(prod_{s<t} pi(y_s | .) / pi_old(y_s | .), clip), [B, R].
+
+    Why the prefix and not the token's own ratio: the M-step objective is
+    E_{y ~ pi}[sum_t D_t(y_<t)], and the per-position divergence D_t sums over
+    the next token analytically, so it depends on the prefix y_<t alone.
+    A rollout drawn from pi_old is reweighted to pi by the likelihood ratio of
+    what D_t depends on, the prefix. The ratio of y_t itself multiplies a
+    quantity that does not depend on y_t; its expectation under pi_old is 1,
+    so it adds variance and corrects nothing. The weight of the first token
+    is always 1, and on-policy (lp_s == lp_old) every weight is 1.
+
+    Truncated (upper clip, in log space so long prefixes cannot overflow):
+    bias for bounded variance, as truncated importance sampling does. It is
+    detached: it rescales the divergence's gradient, it is not optimised.
+    lp_s, lp_old, mask [B, R] (mask zeroes padding so it adds nothing).
+    """
+    d = mask * (lp_s - lp_old)  # [B, R] per-token log-ratio
+    log_prefix = jnp.cumsum(d, axis=1) - d  # [B, R] sum over s < t (exclusive)
+    return jax.lax.stop_gradient(jnp.exp(jnp.minimum(log_prefix, jnp.log(clip))))
 
 
 # ---------------------------------------------------------------- E-step
 def e_step_loss(lp_t: jax.Array, lp_s: jax.Array, kl: jax.Array, mask: jax.Array, reward: jax.Array,
                 valid: jax.Array, delta: jax.Array, beta: float, lambda_kl: float, length_normalize: bool,
-                n_pos: jax.Array, n_neg: jax.Array, n_tokens: jax.Array) -> tuple:
+                n_pos: jax.Array, n_neg: jax.Array, n_tokens: jax.Array, n_rows: jax.Array) -> tuple:
     """L_E = L_BCO + lambda_kl * L_KL (BCO with reward shift delta).
 
     lp_t, lp_s, kl, mask [B, R]; reward, valid [B] (valid = real row with a
-    context). n_pos, n_neg, n_tokens: counts over the whole batch (>= 1).
+    context). n_pos, n_neg, n_tokens: counts over the whole batch (>= 1);
+    n_rows: the batch's rows with a context, positives and negatives
+    together (>= 1; not n_pos + n_neg, which are clamped to 1 each).
     Returns the loss and additive metrics, including the sums delta's update
     needs (sum of rtil over positives / n_pos, over negatives / n_neg).
     """
@@ -177,7 +196,6 @@ def e_step_loss(lp_t: jax.Array, lp_s: jax.Array, kl: jax.Array, mask: jax.Array
     l_kl = jnp.sum(mask * kl) / n_tokens  # trust region to the detached current student
     loss = bco_pos + bco_neg + lambda_kl * l_kl
     correct = pos * (z > 0) + neg * (z <= 0)  # [B] BCO classifier right?
-    n_rows = jnp.maximum(n_pos + n_neg, 1.0)
     metrics = {
         "e_loss": loss, "bco_loss": bco_pos + bco_neg, "kl": l_kl,
         "bco_accuracy": jnp.sum(correct) / n_rows,
@@ -224,7 +242,9 @@ def grpo_loss(lp: jax.Array, lp_old: jax.Array, adv: jax.Array, mask: jax.Array,
     """Clipped token-level surrogate, -sum min(r A, clip(r) A) / denom (+ KL).
 
     lp, lp_old, mask [B, R]; adv [B]. denom is the batch's token count
-    (GRPO / DAPO token mean) or rows x R (Dr.GRPO's constant normaliser).
+    (GRPO / DAPO token mean) or rows x the response budget (Dr.GRPO's
+    constant normaliser: it must not depend on the batch's lengths, or the
+    length bias Dr.GRPO removes comes back through the gradient scale).
     The KL to a fixed reference is the k3 estimator exp(d) - d - 1,
     d = l_ref - l, which is >= 0 and unbiased for KL(pi || ref). Metrics are
     token means over n_tokens (default: denom).

@@ -113,15 +113,21 @@ def build_contexts(cfg: FeedbackConfig, tokenizer, responses: Sequence[str], sib
                 ctx.sibling = truncate_tokens(tokenizer, sibling_code[siblings[i]] or responses[siblings[i]],
                                               cfg.max_sibling_tokens)
             elif src == "env" and critiques[i] and (rewards[i] < 0.5 or cfg.feedback_on_success):
-                ctx.critique = truncate_tokens(tokenizer, critiques[i], cfg.max_critique_tokens)
+                ctx.critique = _join(ctx.critique, truncate_tokens(tokenizer, critiques[i], cfg.max_critique_tokens))
             elif src == "self_critique" and self_critiques and self_critiques[i] and rewards[i] < 0.5:
-                ctx.critique = truncate_tokens(tokenizer, self_critiques[i], cfg.max_critique_tokens)
+                ctx.critique = _join(ctx.critique, truncate_tokens(tokenizer, self_critiques[i],
+                                                                   cfg.max_critique_tokens))
             else:
                 continue
             if not cfg.combine:
                 break
         contexts.append(ctx)
     return contexts
+
+
+def _join(critique: str | None, more: str) -> str:
+    """With combine=True both critiques reach the teacher, in source order."""
+    return f"{critique}\n\n{more}" if critique else more
 
 
 def self_critique_user_text(user_text: str, attempt: str) -> str:

@@ -41,7 +41,7 @@ class TrainState:
 
     params: Any
     opt_state: Any
-    step: jax.Array  # int32 scalar, optimizer steps taken
+    step: jax.Array  # int32 scalar, iterations completed (M-step or GRPO step; an E-step shares its iteration)
     delta: jax.Array  # float32 scalar, BCO's running reward shift
     ema: Any = None  # EMA teacher params (sdpo_teacher == "ema")
     ref: Any = None  # frozen reference params (sdpo_teacher == "mix" or kl_coef > 0)
@@ -83,8 +83,8 @@ def m_loss(mc, tc: TrainConfig, params, ema, ref, batch, norms) -> tuple:
                                     tc.logit_chunk, grad_side="student")
     mask = batch["response_mask"] * batch["has_context"][:, None]  # [B, R] rollouts with a context
     weight = None
-    if "old_logp" in batch and tc.importance_clip > 0:
-        weight = losses.importance_weight(st["lp_s"], batch["old_logp"], tc.importance_clip)
+    if "old_logp" in batch and tc.importance_clip > 0:  # rollouts from the sampler, not these exact weights
+        weight = losses.prefix_importance_weight(st["lp_s"], batch["old_logp"], mask, tc.importance_clip)
     n = norms["m_tokens"]
     loss, metrics = losses.m_step_loss(st["div"], mask, n, weight)
     metrics.update(entropy=_mean(st["ent_s"], mask, n), student_logp=_mean(st["lp_s"], mask, n),
@@ -106,7 +106,7 @@ def e_loss(mc, tc: TrainConfig, params, delta, batch, norms) -> tuple:
     kl = st.get("div", jnp.zeros_like(st["lp_s"]))
     loss, metrics = losses.e_step_loss(
         st["lp_t"], st["lp_s"], kl, mask, batch["reward"], ctx, delta, tc.beta, tc.lambda_kl,
-        tc.length_normalize, norms["n_pos"], norms["n_neg"], norms["m_tokens"])
+        tc.length_normalize, norms["n_pos"], norms["n_neg"], norms["m_tokens"], norms["n_ctx"])
     metrics.update(entropy=_mean(st["ent_s"], mask, norms["m_tokens"]))
     return loss, metrics
 
@@ -129,17 +129,21 @@ def g_loss(mc, tc: TrainConfig, params, ref, batch, norms) -> tuple:
     return loss, metrics
 
 
-def batch_norms(batch) -> dict:
+def batch_norms(batch, tc: TrainConfig) -> dict:
     """Normalisers over the whole batch, so micro-batch losses add up exactly."""
     ctx = batch["has_context"] * batch["row_mask"]  # [B]
     pos = ctx * (batch["reward"] > 0.5)  # [B]
     rows = jnp.sum(batch["row_mask"])
+    # GRPO: a token mean over the batch; Dr.GRPO: rows x the response budget,
+    # a constant that never sees the batch's (bucketed) response length.
+    g_denom = rows * tc.response_budget if tc.dr_grpo else jnp.sum(batch["response_mask"] * batch["row_mask"][:, None])
     return {
         "m_tokens": jnp.maximum(jnp.sum(batch["response_mask"] * ctx[:, None]), 1.0),
         "tokens": jnp.maximum(jnp.sum(batch["response_mask"] * batch["row_mask"][:, None]), 1.0),
         "n_pos": jnp.maximum(jnp.sum(pos), 1.0), "n_neg": jnp.maximum(jnp.sum(ctx - pos), 1.0),
+        "n_ctx": jnp.maximum(jnp.sum(ctx), 1.0),
         "has_pos": (jnp.sum(pos) > 0).astype(jnp.float32), "has_neg": (jnp.sum(ctx - pos) > 0).astype(jnp.float32),
-        "g_denom": jnp.maximum(rows * batch["targets"].shape[1], 1.0),  # Dr.GRPO: rows x R
+        "g_denom": jnp.maximum(g_denom, 1.0),
     }
 
 
@@ -214,16 +218,21 @@ class Steps:
                           jnp.zeros((), jnp.float32), copy(params) if tc.uses_ema else None,
                           copy(params) if tc.uses_reference else None)
 
-    def _apply(self, state: TrainState, grads, metrics, delta=None):
+    def _apply(self, state: TrainState, grads, metrics, delta=None, ends_iteration=True):
+        """One optimizer update at the learning rate of the current iteration
+        (state.step); the update that ends an iteration advances it."""
         tc = self.train_config
         grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state.params)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        lr = self.lr_fn(state.step)
+        updates = jax.tree.map(lambda u: (lr * u).astype(u.dtype), updates)
         params = optax.apply_updates(state.params, updates)
         ema = state.ema
         if ema is not None:  # the EMA teacher trails every update of the weights
             ema = jax.tree.map(lambda e, p: tc.ema_decay * e + (1.0 - tc.ema_decay) * p.astype(e.dtype), ema, params)
-        metrics = dict(metrics, grad_norm=optax.global_norm(grads), lr=self.lr_fn(state.step))
-        new = TrainState(params, opt_state, state.step + 1, state.delta if delta is None else delta, ema, state.ref)
+        metrics = dict(metrics, grad_norm=optax.global_norm(grads), lr=lr)
+        step = state.step + 1 if ends_iteration else state.step
+        new = TrainState(params, opt_state, step, state.delta if delta is None else delta, ema, state.ref)
         return new, metrics
 
     def _grads(self, loss_fn, state, batch):
@@ -231,23 +240,21 @@ class Steps:
                                 self.param_shardings)
 
     def _m_fn(self, state: TrainState, batch):
-        mc, tc, norms = self.model_config, self.train_config, batch_norms(batch)
+        mc, tc, norms = self.model_config, self.train_config, batch_norms(batch, self.train_config)
         fn = lambda p, mb: m_loss(mc, tc, p, state.ema, state.ref, mb, norms)
         return self._apply(state, *self._grads(fn, state, batch))
 
     def _e_fn(self, state: TrainState, batch):
-        mc, tc, norms = self.model_config, self.train_config, batch_norms(batch)
+        mc, tc, norms = self.model_config, self.train_config, batch_norms(batch, self.train_config)
         fn = lambda p, mb: e_loss(mc, tc, p, state.delta, mb, norms)
         grads, metrics = self._grads(fn, state, batch)
         delta = losses.update_delta(state.delta, metrics["rtil_pos"], metrics["rtil_neg"], norms["has_pos"],
                                     norms["has_neg"], tc.delta_momentum)
         metrics = dict(metrics, delta=delta, delta_used=state.delta)
-        return self._apply(state, grads, metrics, delta)
+        return self._apply(state, grads, metrics, delta, ends_iteration=False)  # the M-step follows
 
     def _g_fn(self, state: TrainState, batch):
-        mc, tc, norms = self.model_config, self.train_config, batch_norms(batch)
-        if not tc.dr_grpo:
-            norms = dict(norms, g_denom=norms["tokens"])  # token mean over the batch
+        mc, tc, norms = self.model_config, self.train_config, batch_norms(batch, self.train_config)
         adv = losses.group_advantages(batch["reward"], batch["group"], batch["row_mask"], tc.dr_grpo)
         batch = dict(batch, advantage=adv)
         fn = lambda p, mb: g_loss(mc, tc, p, state.ref, mb, norms)

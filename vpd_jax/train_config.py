@@ -27,9 +27,12 @@ class TrainConfig:
     b1: float = 0.9  # Adam first-moment decay
     b2: float = 0.999  # Adam second-moment decay
     adam_eps: float = 1e-8  # Adam denominator epsilon
-    warmup_steps: int = 0  # linear warmup from lr / warmup_steps to lr
+    # Schedules count training iterations (one rollout batch each), not
+    # optimizer updates: a VPD iteration with an E-step updates twice at the
+    # iteration's learning rate.
+    warmup_steps: int = 0  # linear warmup from lr / warmup_steps to lr, in iterations
     schedule: str = "constant"  # after warmup: "constant" | "cosine"
-    total_steps: int = 1000  # cosine: step at which lr reaches min_lr_ratio * lr
+    total_steps: int = 1000  # cosine: iteration at which lr reaches min_lr_ratio * lr
     min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
     # batching
     micro_batches: int = 1  # gradient accumulation inside one jit (lax.scan)
@@ -47,7 +50,8 @@ class TrainConfig:
     # GRPO baseline
     clip_low: float = 0.2  # ratio clipped below at 1 - clip_low
     clip_high: float = 0.28  # ratio clipped above at 1 + clip_high (DAPO's clip-higher)
-    dr_grpo: bool = False  # Dr.GRPO: no std normalisation, constant normaliser rows x R
+    dr_grpo: bool = False  # Dr.GRPO: no std normalisation, constant normaliser rows x response_budget
+    response_budget: int = 0  # Dr.GRPO: tokens per row in its normaliser (the trainer sets rollout.max_new_tokens)
     kl_coef: float = 0.0  # k3 KL to the reference params (needs a reference, kept when > 0)
     # SDPO teacher for the M-step
     sdpo_teacher: str = "current"  # current (VPD too) | ema | mix (reference/current logit mix)
@@ -65,6 +69,9 @@ class TrainConfig:
             (0.0 <= self.delta_momentum <= 1.0, "delta_momentum must be in [0, 1]"),
             (0.0 <= self.ema_decay <= 1.0, "ema_decay must be in [0, 1]"),
             (self.divergence != "jsd" or 0.0 < self.jsd_alpha < 1.0, "jsd_alpha must be in (0, 1)"),
+            (not self.dr_grpo or self.response_budget > 0,
+             "dr_grpo needs response_budget > 0 (the rollout's max_new_tokens): its normaliser must be a constant"),
+            (self.importance_clip >= 0, "importance_clip must be >= 0 (0 = off)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -90,7 +97,7 @@ class TrainConfig:
 
 
 def learning_rate(cfg: TrainConfig):
-    """step -> lr: linear warmup over warmup_steps, then constant or cosine."""
+    """iteration -> lr: linear warmup over warmup_steps, then constant or cosine."""
 
     def fn(count):
         count = jnp.asarray(count, jnp.float32)
@@ -111,7 +118,13 @@ def _decay_mask(params):
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """Clipped AdamW with a unit learning rate: its updates are -(adam + wd * p).
+
+    The caller multiplies them by `learning_rate(cfg)(iteration)`. An optax
+    schedule would count optimizer updates instead, and a VPD iteration with
+    an E-step makes two, so its cosine would reach the floor early.
+    """
     parts = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm > 0 else []
-    parts.append(optax.adamw(learning_rate(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.adam_eps,
+    parts.append(optax.adamw(1.0, b1=cfg.b1, b2=cfg.b2, eps=cfg.adam_eps,
                              weight_decay=cfg.weight_decay, mask=_decay_mask))
     return optax.chain(*parts)

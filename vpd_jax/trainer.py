@@ -39,8 +39,9 @@ ALGORITHMS = ("vpd", "sdpo", "grpo")
 
 
 def train_config(cfg: ml_collections.ConfigDict) -> TrainConfig:
+    """config.train as a TrainConfig; Dr.GRPO's constant normaliser is the rollout budget."""
     try:
-        tc = TrainConfig.from_mapping(cfg.train.to_dict())
+        tc = TrainConfig.from_mapping({**cfg.train.to_dict(), "response_budget": cfg.rollout.max_new_tokens})
     except (KeyError, ValueError) as e:
         raise components.ConfigError(f"config.train: {e}") from None
     if cfg.algorithm == "sdpo" or tc.sdpo_teacher == "current":
@@ -52,7 +53,8 @@ def feedback_config(cfg: ml_collections.ConfigDict) -> prompts.FeedbackConfig:
     """How teacher contexts are built, from config.feedback (training and the teacher eval alike)."""
     f = cfg.feedback
     return prompts.FeedbackConfig(sources=tuple(f.sources), combine=f.combine,
-                                  max_critique_tokens=f.max_critique_tokens, max_sibling_tokens=f.max_sibling_tokens)
+                                  max_critique_tokens=f.max_critique_tokens, max_sibling_tokens=f.max_sibling_tokens,
+                                  feedback_on_success=f.feedback_on_success)
 
 
 class Trainer:

@@ -104,8 +104,9 @@ def load_task(name: str, **options: Any) -> Task:
       under `data_dir`. Splits: train / eval.
     - "livecodebench": `data_dir`, `manual_dir` (the JSONL files), `release`
       ("v1".."v6", default "v6") or `config` (a LiveCodeBenchConfig),
-      `split_feedback_tests` (SDPO's 50/50 cut of private tests, default
-      False), `seed`. Eval is the "test" split.
+      `split_feedback_tests` (SDPO's 50/50 cut of private tests, train split
+      only: eval always grades every test; default False), `seed`. Eval is
+      the "test" split.
     - "sciknoweval": `data_dir`, `manual_dir` (raw_data), `config_name`
       (default "l3_mcq") or `config` (a SciKnowEvalConfig). Eval is "test".
     """
@@ -150,9 +151,11 @@ def _load_livecodebench(data_dir: str, manual_dir: str | None = None,
     else:
         name = f"livecodebench/{config.name}"
 
-    def decode(record, index, source):
+    def decode(record, index, source, split):
         problem = code_records.record_to_problem(record, source, index)
-        if split_feedback_tests:
+        # SDPO's cut is for training rewards only: evaluation grades every
+        # test, or pass@1 would not be LiveCodeBench's (DESIGN.md section 5).
+        if split_feedback_tests and split == "train":
             problem = livecodebench.split_feedback_tests(problem, seed)
         return problem
 
@@ -163,7 +166,7 @@ def _load_livecodebench(data_dir: str, manual_dir: str | None = None,
                                        data_dir=data_dir, manual_dir=manual_dir,
                                        config=config)
         split_sources[split] = _code_source(
-            source, records, lambda r, i, s=source: decode(r, i, s))
+            source, records, lambda r, i, s=source, sp=split: decode(r, i, s, sp))
     return Task("livecodebench", "code", split_sources["train"], split_sources["test"])
 
 
