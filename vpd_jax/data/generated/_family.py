@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -104,6 +105,11 @@ def sentence(rng: random.Random, lo: int = 1, hi: int = 5) -> str:
     return " ".join(word(rng) for _ in range(rng.randint(lo, hi)))
 
 
+def rename(text: str, old: str, new: str) -> str:
+    """`text` with the variable name `old` (whole words only) written `new`."""
+    return re.sub(rf"\b{old}\b", new, text)
+
+
 def draw_inputs(rng: random.Random, draw: Callable[[random.Random], Any],
                 count: int = 1 + NUM_TESTS_AFTER_EXAMPLE) -> tuple[Any, ...]:
     """`count` distinct inputs from `draw` (the example first)."""
@@ -118,16 +124,19 @@ def draw_inputs(rng: random.Random, draw: Callable[[random.Random], Any],
 
 
 # ---- stdin list formats -------------------------------------------------
-# How a list of integers reaches a stdin program: (statement text, writer of
+# How a list of integers reaches a stdin program: (ways to say it, writer of
 # the stdin text, reference line that reads it into `nums`).
 LIST_FORMATS = {
-    "count_first": ("The first line holds n. The second line holds n integers.",
+    "count_first": (("The first line holds n. The second line holds n integers.",
+                     "The first line is a count n; the next line has n integers."),
                     lambda xs: f"{len(xs)}\n{' '.join(map(str, xs))}\n",
                     "input()\nnums = list(map(int, input().split()))"),
-    "one_line": ("One line holds integers separated by spaces.",
+    "one_line": (("One line holds integers separated by spaces.",
+                  "Read a line of space-separated integers."),
                  lambda xs: f"{' '.join(map(str, xs))}\n",
                  "nums = list(map(int, input().split()))"),
-    "commas": ("One line holds integers separated by commas.",
+    "commas": (("One line holds integers separated by commas.",
+                "Read a line of integers separated by commas (no spaces)."),
                lambda xs: f"{','.join(map(str, xs))}\n",
                "nums = list(map(int, input().split(',')))"),
 }

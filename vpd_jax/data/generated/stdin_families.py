@@ -9,7 +9,7 @@ what the program must compute and how the input is laid out.
 from __future__ import annotations
 
 from vpd_jax.data.generated._family import (INT_NAMES, LIST_FORMATS, Instance, draw_inputs, family,
-                                            ints, letters, word)
+                                            ints, letters, rename, word)
 
 ARITH = {"+": ("plus", "Add {c} to {v}"), "-": ("minus", "Subtract {c} from {v}"),
          "*": ("times", "Multiply {v} by {c}")}
@@ -93,7 +93,8 @@ REDUCE = {"sum": ("sum(nums)", ("their sum", "the sum of the integers")),
 def list_reduce(rng, key):
     op, fmt = key
     expr, says = REDUCE[op]
-    shape, write, read = LIST_FORMATS[fmt]
+    shapes, write, read = LIST_FORMATS[fmt]
+    shape = rng.choice(shapes)
     return Instance(
         "List Summary", f"{shape} Print {rng.choice(says)}.",
         f"{read}\nprint({expr})\n",
@@ -112,7 +113,8 @@ CONDITIONS = {**{("gt", t): (f"greater than {t}", f"x > {t}") for t in (0, 2, 5)
 def count_if(rng, key):
     *cond, fmt = key
     say, test = CONDITIONS[tuple(cond)]
-    shape, write, read = LIST_FORMATS[fmt]
+    shapes, write, read = LIST_FORMATS[fmt]
+    shape = rng.choice(shapes)
     ask = rng.choice((f"Print how many of them are {say}.",
                       f"Print the count of integers that are {say}."))
     return Instance(
@@ -131,7 +133,8 @@ OUTPUTS = {"spaces": ("on one line, separated by spaces", "print(*[{expr} for x 
 def list_map(rng, key):
     *op, fmt, out = key
     say, expr = MAPS[tuple(op)]
-    shape, write, read = LIST_FORMATS[fmt]
+    shapes, write, read = LIST_FORMATS[fmt]
+    shape = rng.choice(shapes)
     where, printer = OUTPUTS[out]
     return Instance(
         "Transform Each", f"{shape} Print every integer {say}, {where}.",
@@ -151,11 +154,16 @@ ANSWERS = (("YES", "NO"), ("Yes", "No"), ("TRUE", "FALSE"))
 def yes_no(rng, key):
     *check, yes, no = key
     say, test = INT_CHECKS[tuple(check)]
-    return Instance(
-        "Yes or No", f"Read an integer n. Print {yes} if {say}, otherwise print {no}.",
-        f"n = int(input())\nprint({yes!r} if {test} else {no!r})\n",
-        draw_inputs(rng, lambda r: f"{r.choice((r.randint(-99, 99), 3 * r.randint(-9, 9), 5 * r.randint(-9, 9)))}\n"),
-        "medium")
+    v = rng.choice(INT_NAMES)
+    say, test = rename(say, "n", v), rename(test, "n", v)
+    statement = rng.choice((
+        f"Read an integer {v}. Print {yes} if {say}, otherwise print {no}.",
+        f"Read an integer {v}. If {say}, print {yes}; if not, print {no}.",
+        f"An integer {v} is given on one line. Print {yes} when {say} and {no} otherwise."))
+    draw = lambda r: f"{r.choice((r.randint(-99, 99), 3 * r.randint(-9, 9), 5 * r.randint(-9, 9)))}\n"
+    return Instance("Yes or No", statement,
+                    f"{v} = int(input())\nprint({yes!r} if {test} else {no!r})\n",
+                    draw_inputs(rng, draw), "medium")
 
 
 LOOPS = {("sum_to", 0): ("1 + 2 + ... + n", "print(sum(range(1, n + 1)))\n", 30),
@@ -177,10 +185,13 @@ LOOPS = {("sum_to", 0): ("1 + 2 + ... + n", "print(sum(range(1, n + 1)))\n", 30)
 def loop_n(rng, key):
     say, body, top = LOOPS[key]
     low = 1 if key[0] == "countdown" else 0
-    return Instance(
-        "Loop to n", f"Read an integer n ({low} <= n <= {top}). Print {say}.",
-        f"n = int(input())\n{body}", draw_inputs(rng, lambda r: f"{r.randint(low, top)}\n"),
-        "medium")
+    v = rng.choice(("n", "x", "k", "num"))
+    say, body = rename(say, "n", v), rename(body, "n", v)
+    statement = rng.choice((f"Read an integer {v} ({low} <= {v} <= {top}). Print {say}.",
+                            f"Given an integer {v} on one line ({low} <= {v} <= {top}), "
+                            f"print {say}."))
+    return Instance("Loop to n", statement, f"{v} = int(input())\n{body}",
+                    draw_inputs(rng, lambda r: f"{r.randint(low, top)}\n"), "medium")
 
 
 PARSES = {
@@ -210,8 +221,8 @@ PARSES = {
 def parse_line(rng, key):
     (name,) = key
     say, solution, draw = PARSES[name]
-    return Instance("Parse a Line", f"Read one line holding {say}", solution,
-                    draw_inputs(rng, draw), "medium")
+    opener = rng.choice(("Read one line holding", "The input is one line with"))
+    return Instance("Parse a Line", f"{opener} {say}", solution, draw_inputs(rng, draw), "medium")
 
 
 FAMILIES = (int_arith, two_ints, string_op, list_reduce, count_if, list_map, yes_no, loop_n,
