@@ -2,9 +2,12 @@
 and eval disjoint, deterministic from the seed, short enough for the demo."""
 
 import collections
+import hashlib
 import json
+import os
 import pathlib
 import random
+import subprocess
 import sys
 
 import pytest
@@ -141,6 +144,24 @@ def test_deterministic_from_the_seed(train):
     assert [p.to_row() for p in again] == [p.to_row() for p in train[:200]]  # a prefix
     other = generated_problems("train", 200, seed=1)
     assert len({p.question_content for p in other} & {p.question_content for p in again}) < 20
+
+
+def _digest(problems):
+    return hashlib.sha1(json.dumps([p.to_row() for p in problems]).encode()).hexdigest()
+
+
+def test_every_host_draws_the_same_problems(train):
+    # Hosts of a pod draw their own copy: nothing may depend on the
+    # process's string-hash seed (set iteration order, hash()).
+    code = ("import hashlib, json\n"
+            "from vpd_jax.data.generated import generated_problems\n"
+            "rows = [p.to_row() for p in generated_problems('train', 300, seed=0)\n"
+            "        + generated_problems('eval', 60, seed=0)]\n"
+            "print(hashlib.sha1(json.dumps(rows).encode()).hexdigest())\n")
+    root = pathlib.Path(__file__).parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONHASHSEED": "12345"}, check=True)
+    assert out.stdout.strip() == _digest(train[:300] + generated_problems("eval", 60, seed=0))
 
 
 def test_prompts_fit_the_demo_budget(train, eval_):
