@@ -139,6 +139,17 @@ def test_train_and_eval_are_disjoint(train, eval_):
     assert kinds["template"] == NUM_EVAL // 3 and kinds["combination"] == NUM_EVAL - NUM_EVAL // 3
 
 
+@pytest.mark.parametrize("holdout", ["combination", "template"])
+def test_eval_can_hold_out_one_kind_only(eval_, holdout):
+    problems = generated_problems("eval", 30, seed=0, eval_holdout=holdout)
+    assert {p.metadata["held_out"] for p in problems} == {holdout}
+    # Train does not depend on what eval holds out.
+    assert generated_problems("train", 5, seed=0, eval_holdout=holdout)[0].to_row() == \
+        generated_problems("train", 1, seed=0)[0].to_row()
+    with pytest.raises(ValueError, match="eval_holdout"):
+        generated_problems("eval", 3, eval_holdout="templates")
+
+
 def test_deterministic_from_the_seed(train):
     again = generated_problems("train", 200, seed=0)
     assert [p.to_row() for p in again] == [p.to_row() for p in train[:200]]  # a prefix
@@ -179,6 +190,8 @@ def test_prompts_fit_the_demo_budget(train, eval_):
 
 def test_task_in_memory_and_through_tfds_agree(tmp_path):
     direct = load_task("vpd_generated", num_train=40, num_eval=9, seed=5)
+    assert load_task("vpd_generated", num_train=1, num_eval=2,
+                     eval_holdout="template").eval[0].metadata["held_out"] == "template"
     assert (len(direct.train), len(direct.eval)) == (40, 9)
     assert {ex.metadata["held_out"] for ex in direct.eval} == {"combination", "template"}
     assert {ex.metadata["held_out"] for ex in direct.train} == {"none"}

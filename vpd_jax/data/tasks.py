@@ -104,10 +104,11 @@ def load_task(name: str, **options: Any) -> Task:
       JSONL in the repository; `use_tfds=True` builds/reads array_record
       under `data_dir`. Splits: train / eval.
     - "vpd_generated": problems drawn from templates (docs/DATA.md):
-      `num_train` (default 4000), `num_eval` (default 60), `seed` (0), and
-      `use_tfds` / `data_dir` as for vpd_problems. Eval holds out parameter
-      combinations and whole templates; each problem's metadata carries its
-      reference solution (`vpd_jax.data.generated.reference_pairs`).
+      `num_train` (default 4000), `num_eval` (default 60), `seed` (0),
+      `eval_holdout` ("mixed" default, "combination" or "template": what
+      eval holds out), and `use_tfds` / `data_dir` as for vpd_problems.
+      Each problem's metadata carries its reference solution
+      (`vpd_jax.data.generated.reference_pairs`).
     - "livecodebench": `data_dir`, `manual_dir` (the JSONL files), `release`
       ("v1".."v6", default "v6") or `config` (a LiveCodeBenchConfig),
       `split_feedback_tests` (SDPO's 50/50 cut of private tests, default
@@ -156,15 +157,17 @@ def _generated_example(problem) -> Example:
                         held_out=problem.metadata["held_out"])
 
 
-def _load_generated(num_train: int = vpd_generated.DEFAULT_SIZES["num_train"],
-                    num_eval: int = vpd_generated.DEFAULT_SIZES["num_eval"],
-                    seed: int = vpd_generated.DEFAULT_SIZES["seed"],
+def _load_generated(num_train: int = vpd_generated.DEFAULTS["num_train"],
+                    num_eval: int = vpd_generated.DEFAULTS["num_eval"],
+                    seed: int = vpd_generated.DEFAULTS["seed"],
+                    eval_holdout: str = vpd_generated.DEFAULTS["eval_holdout"],
                     use_tfds: bool = False, data_dir: str | None = None) -> Task:
     sizes = {"train": num_train, "eval": num_eval}
     return _local_task(
-        "vpd_generated", lambda split: generated.generated_problems(split, sizes[split], seed),
+        "vpd_generated",
+        lambda split: generated.generated_problems(split, sizes[split], seed, eval_holdout),
         _generated_example, use_tfds, data_dir,
-        config=vpd_generated.generated_config(num_train, num_eval, seed))
+        config=vpd_generated.generated_config(num_train, num_eval, seed, eval_holdout))
 
 
 def _load_livecodebench(data_dir: str, manual_dir: str | None = None,

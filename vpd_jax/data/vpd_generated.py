@@ -1,6 +1,6 @@
 """TFDS builder for the generated problem families (`vpd_jax/data/generated/`).
 
-One config per (num_train, num_eval, seed): the builder draws the problems
+One config per (num_train, num_eval, seed, eval_holdout): the builder draws the problems
 with `generated_problems`, so the array_record files hold exactly what the
 in-memory task serves. The config name also carries a fingerprint of the
 generator's source, so files built by an older generator are never read
@@ -20,7 +20,7 @@ from vpd_jax.data.builder_base import LocalBuilder
 from vpd_jax.data.generated import SPLITS, generated_problems
 
 GENERATOR_DIR = pathlib.Path(__file__).parent / "generated"
-DEFAULT_SIZES = {"num_train": 4000, "num_eval": 60, "seed": 0}
+DEFAULTS = {"num_train": 4000, "num_eval": 60, "seed": 0, "eval_holdout": "mixed"}
 
 
 def generator_fingerprint() -> str:
@@ -34,23 +34,27 @@ def generator_fingerprint() -> str:
 
 @dataclasses.dataclass(eq=False)
 class GeneratedConfig(tfds.core.BuilderConfig):
-    num_train: int = DEFAULT_SIZES["num_train"]
-    num_eval: int = DEFAULT_SIZES["num_eval"]
-    seed: int = DEFAULT_SIZES["seed"]
+    num_train: int = DEFAULTS["num_train"]
+    num_eval: int = DEFAULTS["num_eval"]
+    seed: int = DEFAULTS["seed"]
+    eval_holdout: str = DEFAULTS["eval_holdout"]
 
 
-def generated_config(num_train: int, num_eval: int, seed: int) -> GeneratedConfig:
+def generated_config(num_train: int, num_eval: int, seed: int,
+                     eval_holdout: str) -> GeneratedConfig:
     return GeneratedConfig(
-        name=f"train{num_train}_eval{num_eval}_seed{seed}_{generator_fingerprint()}",
-        num_train=num_train, num_eval=num_eval, seed=seed,
-        description=f"{num_train} train and {num_eval} eval problems from seed {seed}")
+        name=(f"train{num_train}_eval{num_eval}_seed{seed}_{eval_holdout}_"
+              f"{generator_fingerprint()}"),
+        num_train=num_train, num_eval=num_eval, seed=seed, eval_holdout=eval_holdout,
+        description=(f"{num_train} train and {num_eval} eval problems ({eval_holdout} "
+                     f"hold-out) from seed {seed}"))
 
 
 class VpdGenerated(LocalBuilder):
     """Short generated code problems (stdin and functional) with tests."""
 
     VERSION = tfds.core.Version("1.0.0")
-    BUILDER_CONFIGS = [generated_config(**DEFAULT_SIZES)]
+    BUILDER_CONFIGS = [generated_config(**DEFAULTS)]
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
@@ -63,5 +67,5 @@ class VpdGenerated(LocalBuilder):
     def _generate_examples(self, split):
         config = self.builder_config
         num = config.num_train if split == "train" else config.num_eval
-        for problem in generated_problems(split, num, config.seed):
+        for problem in generated_problems(split, num, config.seed, config.eval_holdout):
             yield problem.question_id, code_records.problem_to_record(problem)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vpd_jax.data.generated.build import (HELDOUT_FAMILIES, SPLITS, TRAIN_FAMILIES, eval_keys,
-                                          generated_problems, train_keys)
+from vpd_jax.data.generated.build import (EVAL_HOLDOUTS, HELDOUT_FAMILIES, SPLITS, TRAIN_FAMILIES,
+                                          eval_keys, generated_problems, train_keys)
 from vpd_jax.feedback.problems import Problem
 
 FENCE = "`" * 3
@@ -47,5 +47,5 @@ def sft_target(code: str) -> str:
     return f"{FENCE}python\n{code.rstrip()}\n{FENCE}"
 
 
-__all__ = ["HELDOUT_FAMILIES", "SPLITS", "TRAIN_FAMILIES", "eval_keys", "generated_problems",
+__all__ = ["EVAL_HOLDOUTS", "HELDOUT_FAMILIES", "SPLITS", "TRAIN_FAMILIES", "eval_keys", "generated_problems",
            "reference_pairs", "reference_solution", "sft_target", "train_keys"]

@@ -33,7 +33,11 @@ SPLITS = ("train", "eval")
 TRAIN_FAMILIES: tuple[Family, ...] = stdin_families.FAMILIES + functional_families.FAMILIES
 HELDOUT_FAMILIES: tuple[Family, ...] = heldout_families.FAMILIES
 EVAL_KEY_FRACTION = 0.2  # of each train family's keys, eval only
-TEMPLATE_EVERY = 3  # eval problem i comes from a held-out template when i % 3 == 2
+TEMPLATE_EVERY = 3  # "mixed" eval: problem i comes from a held-out template when i % 3 == 2
+# What eval holds out: both kinds (every third problem a held-out template),
+# or one kind only, to make the eval easier ("combination") or stricter
+# ("template") when a model's pass@1 sits at an edge of the useful range.
+EVAL_HOLDOUTS = ("mixed", "combination", "template")
 # A draw whose tests all expect the same output is redrawn: a program that
 # prints a constant must not pass.
 MAX_REDRAWS = 50
@@ -90,22 +94,28 @@ def draw_problem(family: Family, key: Key, rng: random.Random, split: str,
     return parse_problem_row(row, source=f"vpd_generated/{split}")
 
 
-def _choice(rng: random.Random, split: str, index: int) -> tuple[Family, tuple[Key, ...], str]:
+def _choice(rng: random.Random, split: str, index: int,
+            eval_holdout: str) -> tuple[Family, tuple[Key, ...], str]:
     """(family, the keys it may use, held_out label) of problem `index`."""
     if split == "train":
         family = rng.choice(TRAIN_FAMILIES)
         return family, train_keys(family), "none"
-    if index % TEMPLATE_EVERY == TEMPLATE_EVERY - 1:
+    if eval_holdout == "template" or (
+            eval_holdout == "mixed" and index % TEMPLATE_EVERY == TEMPLATE_EVERY - 1):
         family = rng.choice(HELDOUT_FAMILIES)
         return family, family.keys, "template"
     family = rng.choice(TRAIN_FAMILIES)
     return family, tuple(sorted(eval_keys(family), key=repr)), "combination"
 
 
-def generated_problems(split: str, num: int, seed: int = 0) -> list[Problem]:
-    """`num` distinct problems of `split` ("train" or "eval")."""
+def generated_problems(split: str, num: int, seed: int = 0,
+                       eval_holdout: str = "mixed") -> list[Problem]:
+    """`num` distinct problems of `split` ("train" or "eval"); `eval_holdout`
+    (one of EVAL_HOLDOUTS) picks what eval holds out and leaves train alone."""
     if split not in SPLITS:
         raise ValueError(f"generated split {split!r} not in {SPLITS}")
+    if eval_holdout not in EVAL_HOLDOUTS:
+        raise ValueError(f"eval_holdout {eval_holdout!r} not in {EVAL_HOLDOUTS}")
     if num < 0:
         raise ValueError(f"num must be >= 0, got {num}")
     rng = random.Random(f"vpd_generated:{seed}:{split}")
@@ -117,7 +127,7 @@ def generated_problems(split: str, num: int, seed: int = 0) -> list[Problem]:
         if tries > 20 * num + 1000:
             raise ValueError(f"asked for {num} distinct {split} problems, found {len(problems)} "
                              "before repeats took over; ask for fewer")
-        family, keys, held_out = _choice(rng, split, len(problems))
+        family, keys, held_out = _choice(rng, split, len(problems), eval_holdout)
         problem = draw_problem(family, rng.choice(keys), rng, split, held_out)
         if problem.question_content not in seen:
             seen.add(problem.question_content)
