@@ -50,28 +50,30 @@ def _one_per_family():
                for f in HELDOUT_FAMILIES])
 
 
-def _constant_program(problem):
-    """Prints (returns) the example's answer whatever the input: must fail."""
+def _trivial_programs(problem):
+    """Print (return) the example's answer whatever the input, or echo the
+    input back: both must fail every generated problem."""
     shown = problem.public_tests[0].output
     if problem.func_name:
-        return (f"class Solution:\n    def {problem.func_name}(self, *args):\n"
-                f"        return {json.loads(shown)!r}\n")
-    return f"import sys\nsys.stdin.read()\nprint({shown.strip()!r})\n"
+        head = f"class Solution:\n    def {problem.func_name}(self, *args):\n"
+        return [head + f"        return {json.loads(shown)!r}\n", head + "        return args[0]\n"]
+    return [f"import sys\nsys.stdin.read()\nprint({shown.strip()!r})\n",
+            "import sys\nprint(sys.stdin.read())\n"]
 
 
 def _grade_references(problems):
     from vpd_jax import feedback
+    trivial = [(p, sft_target(code)) for p in problems for code in _trivial_programs(p)]
     with feedback.start_server(workers=2) as server:
         client = server.client()
         right = client.grade_batch([(p, sft_target(c)) for p, c in reference_pairs(problems)])
-        wrong = client.grade_batch(
-            [(p, sft_target(_constant_program(p))) for p in problems])
+        wrong = client.grade_batch(trivial)
     failed = {p.question_id: (r["verdict"], r["critique"][:300])
               for p, r in zip(problems, right) if not r["passed"]}
     assert not failed, json.dumps(failed, indent=1)
     assert all(r["tests_passed"] == r["tests_total"] == 5 for r in right)
-    cheats = [p.question_id for p, r in zip(problems, wrong) if r["passed"]]
-    assert not cheats, f"a constant answer passes {cheats}"
+    cheats = [(p.question_id, code) for (p, code), r in zip(trivial, wrong) if r["passed"]]
+    assert not cheats, f"a trivial program passes: {cheats}"
 
 
 def test_every_family_is_accepted_by_the_grader():
