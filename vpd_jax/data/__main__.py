@@ -3,6 +3,8 @@
     python -m vpd_jax.data livecodebench data_dir=/mnt/data/tfds \
         manual_dir=/mnt/data/code_generation_lite release=v6
     python -m vpd_jax.data vpd_problems
+    python -m vpd_jax.data vpd_generated num_train=4000 num_eval=60 seed=0 use_tfds=true \
+        data_dir=/mnt/data/tfds
 
 Options are `load_task`'s keyword arguments as key=value (true/false and
 integers are converted). On a pod whose hosts share one data_dir, run this
@@ -31,7 +33,7 @@ def _value(text: str):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vpd_jax.data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", help="vpd_problems | livecodebench | sciknoweval")
+    parser.add_argument("task", help="vpd_problems | vpd_generated | livecodebench | sciknoweval")
     parser.add_argument("options", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
     options = {}

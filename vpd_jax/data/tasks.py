@@ -14,7 +14,8 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
-from vpd_jax.data import bundled, choice, code_records, livecodebench, sciknoweval, sources
+from vpd_jax.data import (bundled, choice, code_records, generated, livecodebench, sciknoweval,
+                          sources, vpd_generated)
 from vpd_jax.data.example import Example, code_example
 
 FENCE = "`" * 3
@@ -91,9 +92,9 @@ def _grade_code(pairs, client) -> list[dict]:
     return [grade(problem, completion) for problem, completion in pairs]
 
 
-def _code_source(name, records, decode_problem) -> sources.ExampleSource:
+def _code_source(name, records, decode_problem, example=code_example) -> sources.ExampleSource:
     return sources.ExampleSource(
-        records, lambda record, i: code_example(decode_problem(record, i)), name)
+        records, lambda record, i: example(decode_problem(record, i)), name)
 
 
 def load_task(name: str, **options: Any) -> Task:
@@ -102,6 +103,12 @@ def load_task(name: str, **options: Any) -> Task:
     - "vpd_problems": the bundled set. `use_tfds=False` (default) reads the
       JSONL in the repository; `use_tfds=True` builds/reads array_record
       under `data_dir`. Splits: train / eval.
+    - "vpd_generated": problems drawn from templates (docs/DATA.md):
+      `num_train` (default 4000), `num_eval` (default 60), `seed` (0),
+      `eval_holdout` ("mixed" default, "combination" or "template": what
+      eval holds out), and `use_tfds` / `data_dir` as for vpd_problems.
+      Each problem's metadata carries its reference solution
+      (`vpd_jax.data.generated.reference_pairs`).
     - "livecodebench": `data_dir`, `manual_dir` (the JSONL files), `release`
       ("v1".."v6", default "v6") or `config` (a LiveCodeBenchConfig),
       `split_feedback_tests` (SDPO's 50/50 cut of private tests, train split
@@ -110,8 +117,8 @@ def load_task(name: str, **options: Any) -> Task:
     - "sciknoweval": `data_dir`, `manual_dir` (raw_data), `config_name`
       (default "l3_mcq") or `config` (a SciKnowEvalConfig). Eval is "test".
     """
-    loaders = {"vpd_problems": _load_bundled, "livecodebench": _load_livecodebench,
-               "sciknoweval": _load_sciknoweval}
+    loaders = {"vpd_problems": _load_bundled, "vpd_generated": _load_generated,
+               "livecodebench": _load_livecodebench, "sciknoweval": _load_sciknoweval}
     if name not in loaders:
         raise ValueError(f"unknown task {name!r}: use one of {sorted(loaders)}")
     loader = loaders[name]
@@ -123,21 +130,45 @@ def load_task(name: str, **options: Any) -> Task:
     return loader(**options)
 
 
-def _load_bundled(use_tfds: bool = False, data_dir: str | None = None) -> Task:
+def _local_task(name: str, problems, example, use_tfds: bool, data_dir: str | None,
+                config=None) -> Task:
+    """A task whose rows come from this repository: in memory from
+    `problems(split)`, or through the TFDS builder `name` under data_dir."""
     split_sources = {}
     for split in bundled.SPLITS:
-        source = f"vpd_problems/{split}"
+        source = f"{name}/{split}"
         if not use_tfds:
-            examples = [code_example(p) for p in bundled.bundled_problems(split)]
-            split_sources[split] = sources.in_memory(examples, source)
+            split_sources[split] = sources.in_memory([example(p) for p in problems(split)], source)
             continue
         if data_dir is None:
-            raise ValueError("vpd_problems with use_tfds=True needs data_dir")
-        records = sources.tfds_records("vpd_problems", split, data_dir=data_dir)
+            raise ValueError(f"{name} with use_tfds=True needs data_dir")
+        records = sources.tfds_records(name, split, data_dir=data_dir, config=config)
         split_sources[split] = _code_source(
-            source, records,
-            lambda r, i, s=source: code_records.record_to_problem(r, s, i))
-    return Task("vpd_problems", "code", split_sources["train"], split_sources["eval"])
+            source, records, lambda r, i, s=source: code_records.record_to_problem(r, s, i),
+            example)
+    return Task(name, "code", split_sources["train"], split_sources["eval"])
+
+
+def _load_bundled(use_tfds: bool = False, data_dir: str | None = None) -> Task:
+    return _local_task("vpd_problems", bundled.bundled_problems, code_example, use_tfds, data_dir)
+
+
+def _generated_example(problem) -> Example:
+    return code_example(problem, family=problem.metadata["family"],
+                        held_out=problem.metadata["held_out"])
+
+
+def _load_generated(num_train: int = vpd_generated.DEFAULTS["num_train"],
+                    num_eval: int = vpd_generated.DEFAULTS["num_eval"],
+                    seed: int = vpd_generated.DEFAULTS["seed"],
+                    eval_holdout: str = vpd_generated.DEFAULTS["eval_holdout"],
+                    use_tfds: bool = False, data_dir: str | None = None) -> Task:
+    sizes = {"train": num_train, "eval": num_eval}
+    return _local_task(
+        "vpd_generated",
+        lambda split: generated.generated_problems(split, sizes[split], seed, eval_holdout),
+        _generated_example, use_tfds, data_dir,
+        config=vpd_generated.generated_config(num_train, num_eval, seed, eval_holdout))
 
 
 def _load_livecodebench(data_dir: str, manual_dir: str | None = None,
