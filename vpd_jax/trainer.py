@@ -295,6 +295,15 @@ def run_training(cfg: ml_collections.ConfigDict) -> None:
         trainer.close()
 
 
+def run_workdir(path: str) -> str:
+    """A run's workdir from itself or from its `checkpoints/` folder (what a
+    user tab-completes to), local or gs://."""
+    trimmed = path.rstrip("/")
+    if os.path.basename(trimmed) == "checkpoints" and not os.path.isdir(os.path.join(trimmed, "checkpoints")):
+        return os.path.dirname(trimmed) or "."
+    return path
+
+
 def run_eval(cfg: ml_collections.ConfigDict, checkpoint_dir: str = "", step: int | None = None,
              out: str = "") -> dict:
     """pass@k of a checkpoint (or of the base model) on the eval split."""
@@ -308,9 +317,10 @@ def run_eval(cfg: ml_collections.ConfigDict, checkpoint_dir: str = "", step: int
     sampler = RolloutSampler(model.config, model.tokenizer, mesh, cfg.rollout)
     params, at = model.params, 0
     if checkpoint_dir:
+        checkpoint_dir = run_workdir(checkpoint_dir)
         if "://" not in checkpoint_dir and not os.path.isdir(os.path.join(checkpoint_dir, "checkpoints")):
             raise components.ConfigError(f"--checkpoint_dir={checkpoint_dir}: no checkpoints/ directory there "
-                                         "(give the workdir of a training run)")
+                                         "(give the workdir of a training run, or its checkpoints/ folder)")
         ckpt = Checkpointer(checkpoint_dir, fingerprint=dict(model.fingerprint, algorithm=cfg.algorithm),
                             save_every=1, handle_sigterm=False)
         target = abstract_state(jax.eval_shape(steps.init_state, params), steps.state_shardings)
