@@ -189,6 +189,18 @@ def build_figures(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, 
     return {stem: fig for stem, fig in figures.items() if fig is not None}
 
 
+def save_figures(runs: Mapping[str, Sequence[Mapping[str, Any]]], out_dir: str | os.PathLike) -> list[str]:
+    """The figures of the runs' rows ({label: rows}) as `<out_dir>/<stem>.png`;
+    returns the paths written."""
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for stem, fig in build_figures(runs).items():
+        path = os.path.join(os.fspath(out_dir), f"{stem}.png")
+        fig.savefig(path, dpi=100)
+        written.append(path)
+    return written
+
+
 def draw(paths_by_label: Mapping[str, str | os.PathLike], out_dir: str | os.PathLike) -> list[str]:
     """Reads each run's metrics.jsonl (a workdir or the file), writes the
     figures as `<out_dir>/<stem>.png`; returns the paths written."""
@@ -198,13 +210,7 @@ def draw(paths_by_label: Mapping[str, str | os.PathLike], out_dir: str | os.Path
             runs[label] = read_metrics(path)
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: no metrics.jsonl (give a run's workdir)") from None
-    os.makedirs(out_dir, exist_ok=True)
-    written = []
-    for stem, fig in build_figures(runs).items():
-        path = os.path.join(os.fspath(out_dir), f"{stem}.png")
-        fig.savefig(path, dpi=100)
-        written.append(path)
-    return written
+    return save_figures(runs, out_dir)
 
 
 def draw_run_safely(workdir: str | os.PathLike) -> list[str]:
