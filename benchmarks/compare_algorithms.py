@@ -16,7 +16,8 @@ algorithm's run) and the others reuse it.
 A run that passes --minutes is stopped with SIGTERM, which saves a
 checkpoint at the next step boundary; rerunning the script resumes it.
 The raw metrics.jsonl and eval files of each run are copied to --out, the
-figures are drawn from those copies (so --plot-only redraws them from a
+figures (vpd_jax.plots, as `vpd-plot` draws them, into <figures>/compare/)
+are drawn from those copies (so --plot-only redraws them from a
 clean checkout), and a summary table (base and final pass@1, mean and
 spread over seeds) is printed and written as summary.json / summary.md.
 """
@@ -134,75 +135,20 @@ def table(summary: dict) -> str:
 
 
 def plot(summary: dict, args) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """The figures `vpd-plot` draws (vpd_jax.plots), every run overlaid, from
+    the copies in --out; the shared base eval is each run's step 0."""
+    from vpd_jax import plots
     from vpd_jax.metrics import read_metrics
 
-    made = []
-    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
-    axes = axes.ravel()
+    runs = {}
     for name, r in summary["runs"].items():
-        label = f"{LABELS.get(r['algorithm'], r['algorithm'])} (seed {r['seed']})"
-        steps = sorted(int(s) for s in r["eval_pass@1"])
-        axes[0].plot(steps, [r["eval_pass@1"][s] for s in steps], marker="o", label=label)
-        frac = r["eval_tests_passed_frac"]
-        axes[1].plot(sorted(frac), [frac[s] for s in sorted(frac)], marker="o", label=label)
         rows = read_metrics(os.path.join(args.out, name, "metrics.jsonl"))
-        pts = [(x["step"], x["reward_mean"]) for x in rows if "reward_mean" in x]
-        if pts:
-            axes[2].plot(*zip(*pts), label=label)
-        key = "g/entropy" if r["algorithm"] == "grpo" else "m/entropy"
-        pts = [(x["step"], x[key]) for x in rows if key in x]
-        if pts:
-            axes[3].plot(*zip(*pts), label=label)
-    axes[0].set(title="eval pass@1 (bundled eval split)", xlabel="training step", ylabel="pass@1")
-    axes[1].set(title="eval: fraction of tests passed (partial credit)", xlabel="training step",
-                ylabel="tests passed / tests run")
-    axes[2].set(title="training reward (mean over the step's rollouts)", xlabel="training step", ylabel="reward")
-    axes[3].set(title="student entropy on its rollouts (nats per token)", xlabel="training step", ylabel="entropy")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    path = os.path.join(args.figures, "compare_pass_at_1.png")
-    os.makedirs(args.figures, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    made.append(path)
-
-    vpd = [(n, r) for n, r in summary["runs"].items() if r["algorithm"] == "vpd"]
-    if vpd:
-        fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-        for name, r in vpd:
-            sfx = f" (seed {r['seed']})"
-            steps = sorted(int(s) for s in r["eval_teacher_pass@1"])
-            axes[0, 0].plot(steps, [r["eval_pass@1"][s] for s in steps], marker="o", label="student pass@1" + sfx)
-            axes[0, 0].plot(steps, [r["eval_teacher_pass@1"][s] for s in steps], marker="s", ls="--",
-                            label="teacher pass@1 (feedback in prompt)" + sfx)
-            rows = read_metrics(os.path.join(args.out, name, "metrics.jsonl"))
-            for ax, key, title in ((axes[0, 1], "e/bco_accuracy", "E-step BCO accuracy"),
-                                   (axes[1, 0], "delta", "BCO reward shift delta"),
-                                   (axes[1, 1], "m/divergence", "M-step KL(student || teacher) per token")):
-                pts = [(x["step"], x[key]) for x in rows if key in x]
-                if pts:
-                    ax.plot(*zip(*pts), marker=".", label=name)
-                ax.set(title=title, xlabel="training step")
-            pts = [(x["step"], x["e/kl"]) for x in rows if "e/kl" in x]
-            if pts:
-                axes[1, 1].plot(*zip(*pts), marker="x", ls=":", label="E-step KL(teacher || student)" + sfx)
-        axes[0, 0].set(title="eval: teacher vs student", xlabel="training step", ylabel="pass@1")
-        for ax in axes.flat:
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize="small")
-        fig.tight_layout()
-        path = os.path.join(args.figures, "vpd_teacher_diagnostics.png")
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        made.append(path)
-    return made
+        base = {f"eval/{k}": r[f"eval_{k}"][0] for k in ("pass@1", "teacher_pass@1", "tests_passed_frac")
+                if 0 in r[f"eval_{k}"]}
+        if base and not any(row["step"] == 0 for row in rows):
+            rows = [{"step": 0, **base}] + rows
+        runs[f"{LABELS.get(r['algorithm'], r['algorithm'])} (seed {r['seed']})"] = rows
+    return plots.save_figures(runs, os.path.join(args.figures, "compare"))
 
 
 def main():
@@ -215,7 +161,7 @@ def main():
     ap.add_argument("--minutes", type=float, default=40.0, help="wall-time limit per run")
     ap.add_argument("--runs", default="runs/compare", help="workdirs of the runs")
     ap.add_argument("--out", default="docs/results", help="where the raw metrics and summary are copied")
-    ap.add_argument("--figures", default="docs", help="where the PNGs go")
+    ap.add_argument("--figures", default="docs", help="the PNGs go to <figures>/compare/")
     ap.add_argument("--set", action="append", default=[], help="extra config override key=value (repeatable)")
     ap.add_argument("--plot-only", action="store_true", help="redraw figures and summary from --out")
     args = ap.parse_args()

@@ -114,5 +114,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.log = ml_collections.ConfigDict()
     c.log.progress = True  # console progress bar (TTY only)
     c.log.tensorboard = True
+    c.log.plots = True  # figures from metrics.jsonl in <workdir>/plots/ at every eval and at the end
+    c.log.wandb = False  # Weights & Biases beside TensorBoard (needs `pip install "vpd-jax[wandb]"`)
+    c.log.wandb_project = "vpd_jax"
+    c.log.wandb_mode = ""  # online | offline (no network; `wandb sync` later) | disabled; "" = WANDB_MODE or online
     c.log.samples = 2  # completions printed to samples.jsonl per iteration
     return c

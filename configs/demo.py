@@ -2,7 +2,7 @@
 the bundled problems. Sized so a run shows learning in about 30 minutes on
 2 cores; every number here trades wall time for signal."""
 
-from configs import base
+from vpd_jax.configs import base
 
 
 def get_config():

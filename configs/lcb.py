@@ -8,7 +8,7 @@ when activations of 8k+ responses do not fit. `data` > 1 replicates weights
 and only pays off when they are small next to HBM.
 """
 
-from configs import base
+from vpd_jax.configs import base
 
 
 def get_config():

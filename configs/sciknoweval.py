@@ -1,7 +1,7 @@
 """Qwen3-8B on SciKnowEval L3 multiple choice: no environment feedback, so
 the teacher sees a successful sibling or the model's own critique."""
 
-from configs import lcb
+from vpd_jax.configs import lcb
 
 
 def get_config():

@@ -2,7 +2,7 @@
 tokenizer and chat template) on a few bundled problems; train + eval in
 well under 2 minutes on CPU."""
 
-from configs import demo
+from vpd_jax.configs import demo
 
 
 def get_config():

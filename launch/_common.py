@@ -1,23 +1,16 @@
-"""Shared start-up of the launch scripts: import path, logging, CPU devices."""
+"""Shared start-up of the launch scripts: run from a plain checkout.
 
-import logging
+The scripts are thin: each calls the same `vpd_jax.cli` function as its
+console script (`vpd-train`, ...). This only puts the checkout first on the
+import path, so `python launch/X.py` runs the checkout's code, installed or
+not.
+"""
+
 import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)  # `configs` and `vpd_jax` import from a plain checkout
+    sys.path.insert(0, ROOT)
 
-
-def setup(cfg) -> None:
-    """Logging, and fake CPU devices when a config asks for them (must run
-    before JAX initialises its backends)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("absl", "jax._src", "orbax", "urllib3", "httpx", "tensorflow_datasets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    n = cfg.distributed.local_device_count if "distributed" in cfg else 0
-    if n:
-        import jax
-
-        jax.config.update("jax_num_cpu_devices", int(n))
+from vpd_jax.cli import setup  # noqa: E402,F401  (logging + fake CPU devices, for scripts that call it)

@@ -2,29 +2,14 @@
 
     python launch/eval.py --config configs/demo.py --checkpoint_dir runs/demo [--step N]
 
-Prints a table and writes <checkpoint_dir or workdir>/eval_step<N>.json.
+Same as `vpd-eval`. `--checkpoint_dir` takes a run's workdir or its
+checkpoints/ folder. Prints a table and writes
+<checkpoint_dir or workdir>/eval_step<N>.json.
 """
 
 import _common  # noqa: F401  (import path)
-from absl import app, flags
-from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "a configs/*.py file", lock_config=True)
-_CKPT = flags.DEFINE_string("checkpoint_dir", "", "a run's workdir (holding checkpoints/); empty = base model")
-_STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)")
-_OUT = flags.DEFINE_string("out", "", "JSON output path (default: in checkpoint_dir or workdir)")
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    cfg = _CONFIG.value
-    _common.setup(cfg)
-    from vpd_jax.trainer import run_eval
-
-    run_eval(cfg, checkpoint_dir=_CKPT.value, step=_STEP.value, out=_OUT.value)
-
+from vpd_jax.cli import eval_main
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["config"])
-    app.run(main)
+    eval_main()

@@ -1,10 +1,11 @@
-"""Tests for vpd_jax.metrics: jsonl rows, TensorBoard events, bar, timers, plots."""
+"""Tests for vpd_jax.metrics: jsonl rows, TensorBoard events, W&B, bar, timers."""
 
 import glob
 import json
 import math
 import os
 import struct
+import sys
 import time
 
 import jax.numpy as jnp
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from vpd_jax import metrics as metrics_lib
-from vpd_jax.metrics import MetricsLogger, Timer, phase_timer, plot_metrics, read_metrics
+from vpd_jax.metrics import MetricsLogger, Timer, phase_timer, read_metrics
 
 
 def read_tb_scalars(logdir):
@@ -134,22 +135,32 @@ def test_read_metrics_last_row_wins_and_tolerates_truncated_tail(tmp_path):
         read_metrics(path)
 
 
-def test_plot_metrics_writes_a_png(tmp_path):
-    for label, scale in (("vpd", 1.0), ("grpo", 0.5)):
-        with MetricsLogger(tmp_path / label, enabled=True, progress=False, tensorboard=False) as lg:
-            for step in range(1, 6):
-                lg.log(step, {"reward": {"mean": scale * step / 5}, "loss": 1.0 / step})
-    out = plot_metrics({"VPD": tmp_path / "vpd", "GRPO": tmp_path / "grpo" / "metrics.jsonl"},
-                       ["reward/mean", "loss"], tmp_path / "plots" / "curves.png", smoothing=2)
-    data = open(out, "rb").read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", data[16:24])
-    assert width > 500 and height > 500  # Two stacked panels.
-    with pytest.raises(KeyError, match="pass@1"):
-        plot_metrics({"VPD": tmp_path / "vpd"}, ["pass@1"], tmp_path / "x.png")
-
-
 def test_to_python_rejects_non_numeric_arrays():
     assert metrics_lib.to_python(np.bool_(True)) is True
     with pytest.raises(TypeError, match="not numeric"):
         metrics_lib.to_python(np.array(["a"]))
+
+
+def test_wandb_without_the_package_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
+    with pytest.raises(ImportError, match=r"vpd-jax\[wandb\].*log.wandb=False"):
+        MetricsLogger(tmp_path, enabled=True, progress=False, tensorboard=False, wandb={"mode": "offline"})
+
+
+def test_wandb_offline_gets_the_same_rows_and_resumes_the_same_run(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_API_KEY", "")  # offline needs none; make sure nothing could be sent
+    opts = {"project": "vpd_jax_test", "mode": "offline", "config": {"algorithm": "vpd"}}
+    with MetricsLogger(tmp_path, enabled=True, progress=False, tensorboard=False, wandb=opts) as lg:
+        run = lg._wandb.run
+        first_id = run.id
+        for step in (1, 2):
+            lg.log(step, {"reward_mean": 0.25 * step, "m": {"entropy": 1.5}, "flag": True, "name": "x"})
+        summary = dict(run.summary)
+    assert summary["reward_mean"] == 0.5 and summary["m/entropy"] == 1.5  # same names as metrics.jsonl
+    assert "flag" not in summary and "name" not in summary and "step" not in summary
+    assert run.config["algorithm"] == "vpd"
+    assert glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb"))  # written with no network
+    with MetricsLogger(tmp_path, enabled=True, progress=False, tensorboard=False, wandb=opts) as lg:
+        assert lg._wandb.run.id == first_id  # a resumed run continues its W&B run

@@ -76,7 +76,7 @@ def test_combine_joins_env_and_self_critique_and_success_feedback_is_opt_in():
 def test_trainer_passes_every_feedback_field_from_the_config():
     import dataclasses
 
-    from configs import base
+    from vpd_jax.configs import base
     from vpd_jax.trainer import feedback_config
 
     cfg = base.get_config()

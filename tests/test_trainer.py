@@ -72,6 +72,9 @@ def test_train_writes_checkpoints_metrics_and_eval(full_run):
     assert "2" in steps and "4" in steps
     assert os.path.exists(os.path.join(full_run, "eval", "step_4.json"))
     assert os.listdir(os.path.join(full_run, "tensorboard"))
+    # the run drew its own figures at the end (plots.py tests what they hold)
+    assert {"reward.png", "e_step.png", "pass_at_k.png", "verdicts.png"} <= set(os.listdir(os.path.join(full_run,
+                                                                                                        "plots")))
 
 
 def test_resume_equals_uninterrupted(full_run, tmp_path, cache):
@@ -86,7 +89,8 @@ def test_resume_equals_uninterrupted(full_run, tmp_path, cache):
 
 
 def test_eval_prints_pass_at_1_and_teacher_diagnostics(full_run, cache):
-    p = _run(["launch/eval.py", "--config", "configs/tiny.py", f"--checkpoint_dir={full_run}",
+    # the checkpoints/ folder stands for its run: the JSON lands in the workdir
+    p = _run(["launch/eval.py", "--config", "tiny", f"--checkpoint_dir={os.path.join(full_run, 'checkpoints')}",
               "--config.eval.teacher=True"], _env(cache))
     assert "pass@1" in p.stdout and "teacher_pass@1" in p.stdout
     out = json.load(open(os.path.join(full_run, "eval_step4.json")))

@@ -1,4 +1,5 @@
-"""Training logs: `metrics.jsonl`, TensorBoard events, a console bar, timers.
+"""Training logs: `metrics.jsonl`, TensorBoard events, optionally Weights &
+Biases, a console bar, timers.
 
 Why one module: the trainer should make one call per step (`logger.log`) and
 not care which sinks exist. Every sink writes from process 0 only: on a pod
@@ -11,6 +12,14 @@ last row written for each step. Non-finite numbers are written as Python's
 `NaN` / `Infinity` tokens (a NaN loss is a signal worth keeping); `json` and
 pandas read them, strict parsers may not.
 
+Weights & Biases (`wandb=` options; config `log.wandb=True`) gets the same
+rows under the same names and steps. It is optional and not a dependency:
+`wandb` must be installed (`pip install "vpd-jax[wandb]"`), and
+`log.wandb_mode="offline"` writes the run under `<workdir>/wandb/` with no
+network (`wandb sync` uploads it later). A resumed run continues the same
+W&B run (its id is kept in `<workdir>/wandb_run_id`); W&B drops the
+re-logged steps a resume repeats, metrics.jsonl keeps the last of each.
+
 Timing: JAX dispatches asynchronously, so a phase timer measures wall time
 only up to the last *blocking* call inside it. Put `jax.block_until_ready`
 (or a host transfer of the outputs) inside the phase you want measured.
@@ -22,6 +31,7 @@ import contextlib
 import json
 import math
 import os
+import secrets
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,6 +41,7 @@ import numpy as np
 
 METRICS_FILE = "metrics.jsonl"
 TB_DIR = "tensorboard"
+WANDB_ID_FILE = "wandb_run_id"
 # Phases the trainer reports; others are accepted, these are just the names
 # the README explains.
 PHASES = ("rollout", "grading", "e_step", "m_step", "checkpoint", "eval")
@@ -71,6 +82,13 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, A
         else:
             flat[name] = to_python(value)
     return flat
+
+
+def scalars(row: Mapping[str, Any]) -> dict[str, int | float]:
+    """The numeric metrics of a row (no step, time, flags, strings or
+    lists): what TensorBoard and W&B plot, under the same names."""
+    return {k: v for k, v in row.items() if k not in ("step", "time")
+            and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _format_number(value: Any) -> str:
@@ -147,6 +165,8 @@ class MetricsLogger:
       progress: True/False forces the bar on/off; None shows it only when
         stderr is a terminal (logs of batch jobs stay free of `\\r` spam).
       tensorboard: False skips TensorBoard events.
+      wandb: None (default) skips Weights & Biases; else `WandbSink`'s
+        options (project, mode, config).
       enabled: None means "process 0 only"; pass a bool to override (tests).
     """
 
@@ -159,6 +179,7 @@ class MetricsLogger:
         bar_keys: Sequence[str] = ("loss", "reward/mean", "pass@1"),
         progress: bool | None = None,
         tensorboard: bool = True,
+        wandb: Mapping[str, Any] | None = None,
         enabled: bool | None = None,
     ):
         self.enabled = _is_main_process() if enabled is None else enabled
@@ -167,6 +188,7 @@ class MetricsLogger:
         self._file = None
         self._writer = None
         self._bar = None
+        self._wandb = None
         self._last_step = start_step
         if not self.enabled:
             return
@@ -178,6 +200,8 @@ class MetricsLogger:
             from tensorboardX import SummaryWriter  # No TensorFlow needed.
 
             self._writer = SummaryWriter(logdir=os.path.join(os.fspath(workdir), TB_DIR))
+        if wandb is not None:
+            self._wandb = WandbSink(workdir, **wandb)
         if progress is None:
             progress = sys.stderr.isatty()
         if progress:
@@ -199,12 +223,11 @@ class MetricsLogger:
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
         if self._writer is not None:
-            for key, value in row.items():
-                if key in ("step", "time") or isinstance(value, (bool, str, list)):
-                    continue
-                if value is not None:
-                    self._writer.add_scalar(key, value, global_step=int(step))
+            for key, value in scalars(row).items():
+                self._writer.add_scalar(key, value, global_step=int(step))
             self._writer.flush()
+        if self._wandb is not None:
+            self._wandb.log(int(step), row)
         if self._bar is not None:
             self._bar.update(max(int(step) - self._last_step, 0))
             shown = {k: _format_number(row[k]) for k in self.bar_keys if k in row}
@@ -228,6 +251,9 @@ class MetricsLogger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._wandb is not None:
+            self._wandb.close()
+            self._wandb = None
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -237,6 +263,51 @@ class MetricsLogger:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def require_wandb():
+    """The wandb module, or an error saying how to get it (checked before a
+    run loads its model, so a missing package costs no time)."""
+    try:
+        import wandb
+    except ImportError:
+        raise ImportError("log.wandb=True needs the wandb package, which vpd_jax does not install by default: "
+                          "pip install \"vpd-jax[wandb]\" (or pip install wandb), or set log.wandb=False") from None
+    return wandb
+
+
+class WandbSink:
+    """One Weights & Biases run per workdir, fed the rows of `metrics.jsonl`.
+
+    Args:
+      workdir: the run directory; W&B's files go to `<workdir>/wandb/`.
+      project: the W&B project.
+      mode: "online", "offline" (no network) or "disabled"; "" leaves it
+        to W&B (its WANDB_MODE variable, else online).
+      config: the run's config, shown beside the curves.
+    """
+
+    def __init__(self, workdir: str | os.PathLike, project: str = "vpd_jax", mode: str = "",
+                 config: Mapping[str, Any] | None = None):
+        wandb = require_wandb()
+        workdir = os.fspath(workdir)
+        id_path = os.path.join(workdir, WANDB_ID_FILE)
+        if os.path.exists(id_path):
+            with open(id_path, encoding="utf-8") as f:
+                run_id = f.read().strip()
+        else:
+            run_id = secrets.token_hex(6)
+            with open(id_path, "w", encoding="utf-8") as f:
+                f.write(run_id + "\n")
+        self.run = wandb.init(project=project, name=os.path.basename(os.path.normpath(workdir)), id=run_id,
+                              resume="allow", dir=workdir, mode=mode or None, config=dict(config or {}))
+
+    def log(self, step: int, row: Mapping[str, Any]) -> None:
+        """The numeric metrics of a `metrics.jsonl` row, at its step."""
+        self.run.log(scalars(row), step=step, commit=True)  # a row is complete: no wait for the next step
+
+    def close(self) -> None:
+        self.run.finish()
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -265,57 +336,3 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
         by_step[int(row["step"])] = row
     return [by_step[s] for s in sorted(by_step)]
 
-
-def plot_metrics(
-    paths_by_label: Mapping[str, str | os.PathLike],
-    keys: Sequence[str],
-    out_png: str | os.PathLike,
-    *,
-    smoothing: int = 1,
-) -> str:
-    """Plots `keys` against step, one panel per key, one line per run.
-
-    `paths_by_label` maps a legend label (e.g. "VPD", "GRPO") to a run's
-    metrics.jsonl or workdir. `smoothing` > 1 applies a trailing moving
-    average (raw RL reward curves are noisy). A key missing from every run
-    raises, since an empty panel usually means a typo.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")  # Reports are made on headless hosts.
-    import matplotlib.pyplot as plt
-
-    runs = {label: read_metrics(p) for label, p in paths_by_label.items()}
-    fig, axes = plt.subplots(
-        len(keys), 1, figsize=(7, 2.8 * len(keys)), sharex=True, squeeze=False
-    )
-    for ax, key in zip(axes[:, 0], keys):
-        plotted = False
-        for label, rows in runs.items():
-            points = [
-                (r["step"], r[key])
-                for r in rows
-                if isinstance(r.get(key), (int, float)) and not isinstance(r[key], bool)
-            ]
-            if not points:
-                continue
-            steps, values = map(np.asarray, zip(*points))
-            if smoothing > 1:
-                kernel = np.ones(smoothing)
-                counts = np.convolve(np.ones_like(values, float), kernel)[: len(values)]
-                values = np.convolve(values, kernel)[: len(values)] / counts
-            ax.plot(steps, values, label=label)
-            plotted = True
-        if not plotted:
-            plt.close(fig)
-            raise KeyError(f"metric {key!r} is in none of the runs: {list(paths_by_label)}")
-        ax.set_ylabel(key)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    axes[-1, 0].set_xlabel("step")
-    fig.tight_layout()
-    out_png = os.fspath(out_png)
-    os.makedirs(os.path.dirname(out_png) or ".", exist_ok=True)
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-    return out_png

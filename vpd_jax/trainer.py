@@ -25,10 +25,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from vpd_jax import components, distributed, evaluate, prompts, rollouts
+from vpd_jax import components, distributed, evaluate, plots, prompts, rollouts
 from vpd_jax.checkpoint import Checkpointer, abstract_state
 from vpd_jax.data import ExampleIterator
-from vpd_jax.metrics import MetricsLogger, phase_timer
+from vpd_jax.metrics import MetricsLogger, phase_timer, require_wandb
 from vpd_jax.packing import bucket, pack_rows
 from vpd_jax.rollout_sampler import RolloutSampler
 from vpd_jax.steps import make_steps
@@ -97,7 +97,9 @@ class Trainer:
         model.params = None  # the state holds the only copy from here on
         self.logger = MetricsLogger(self.workdir, total_steps=cfg.total_steps, start_step=self.start_step,
                                     bar_keys=("reward_mean", "m/m_loss", "e/bco_accuracy", "eval/pass@1"),
-                                    progress=None if cfg.log.progress else False, tensorboard=cfg.log.tensorboard)
+                                    progress=None if cfg.log.progress else False, tensorboard=cfg.log.tensorboard,
+                                    wandb=dict(project=cfg.log.wandb_project, mode=cfg.log.wandb_mode,
+                                               config=cfg.to_dict()) if cfg.log.wandb else None)
 
     # ----------------------------------------------------------------- pieces
     def grade(self, examples, completions) -> list[dict]:
@@ -195,6 +197,7 @@ class Trainer:
             with phase_timer(t := {}, "eval"):
                 m = self.evaluate(0)
             self.logger.log(0, {**m, "time/eval": t["eval"]})
+            self._plot()
         while step < cfg.total_steps:
             step += 1
             t0 = time.perf_counter()
@@ -209,9 +212,15 @@ class Trainer:
             metrics["time/checkpoint"] = ck["checkpoint"]
             metrics["time/iteration"] = time.perf_counter() - t0
             self.logger.log(step, metrics)
+            if "time/eval" in metrics or last or self.ckpt.preemption_requested:
+                self._plot()
             if self.ckpt.preemption_requested:
                 self.logger.write(f"preempted: saved step {step}, exiting")
                 break
+
+    def _plot(self) -> None:
+        if self.cfg.log.plots and jax.process_index() == 0:
+            plots.draw_run_safely(self.workdir)
 
     def close(self) -> None:
         self.ckpt.close()
@@ -286,6 +295,8 @@ def teacher_eval(cfg, task, tokenizer, sampler, params, step: int, grade, exampl
 
 
 def run_training(cfg: ml_collections.ConfigDict) -> None:
+    if cfg.log.wandb:
+        require_wandb()
     components.init_distributed(cfg)
     mesh = components.build_mesh(cfg)
     model = components.build_model(cfg, mesh)
@@ -295,6 +306,15 @@ def run_training(cfg: ml_collections.ConfigDict) -> None:
         trainer.train()
     finally:
         trainer.close()
+
+
+def run_workdir(path: str) -> str:
+    """A run's workdir from itself or from its `checkpoints/` folder (what a
+    user tab-completes to), local or gs://."""
+    trimmed = path.rstrip("/")
+    if os.path.basename(trimmed) == "checkpoints" and not os.path.isdir(os.path.join(trimmed, "checkpoints")):
+        return os.path.dirname(trimmed) or "."
+    return path
 
 
 def run_eval(cfg: ml_collections.ConfigDict, checkpoint_dir: str = "", step: int | None = None,
@@ -310,9 +330,10 @@ def run_eval(cfg: ml_collections.ConfigDict, checkpoint_dir: str = "", step: int
     sampler = RolloutSampler(model.config, model.tokenizer, mesh, cfg.rollout)
     params, at = model.params, 0
     if checkpoint_dir:
+        checkpoint_dir = run_workdir(checkpoint_dir)
         if "://" not in checkpoint_dir and not os.path.isdir(os.path.join(checkpoint_dir, "checkpoints")):
             raise components.ConfigError(f"--checkpoint_dir={checkpoint_dir}: no checkpoints/ directory there "
-                                         "(give the workdir of a training run)")
+                                         "(give the workdir of a training run, or its checkpoints/ folder)")
         ckpt = Checkpointer(checkpoint_dir, fingerprint=dict(model.fingerprint, algorithm=cfg.algorithm),
                             save_every=1, handle_sigterm=False)
         target = abstract_state(jax.eval_shape(steps.init_state, params), steps.state_shardings)
