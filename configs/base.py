@@ -11,13 +11,14 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.workdir = "runs/default"  # checkpoints, metrics.jsonl, TensorBoard events, eval JSON
     c.seed = 0  # params init (random models), sampling keys, data order, sibling choice
-    c.algorithm = "vpd"  # vpd | sdpo | grpo
+    c.algorithm = "vpd"  # vpd | sdpo | grpo | sft (the warm start alone)
     c.total_steps = 100  # training iterations (one rollout batch each)
 
     c.model = ml_collections.ConfigDict()
     c.model.path = ""  # HF dir, .gguf file, launch/convert.py output, or package:NAME
     c.model.preset = ""  # with path == "": a random model of this preset (tests, benchmarks)
     c.model.overrides = ml_collections.ConfigDict()  # ModelConfig fields for a random preset (e.g. num_layers)
+    c.model.init_from = ""  # warm-start dir (algorithm=sft workdir or <workdir>/warm_start): its params start a fresh run
     c.model.tokenizer = ""  # tokenizer source when the model has none (random models): a path
     c.model.param_dtype = "float32"  # master weights
     c.model.compute_dtype = "float32"  # matmul dtype: bfloat16 on TPU/GPU
@@ -67,6 +68,17 @@ def get_config() -> ml_collections.ConfigDict:
     c.pack = ml_collections.ConfigDict()
     c.pack.seq_buckets = (256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384)
     c.pack.response_buckets = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+
+    # Supervised warm start (vpd_jax/warm_start.py): SFT on the task's reference
+    # solutions before RL, in <workdir>/warm_start (reused when complete), or
+    # alone with algorithm=sft.
+    c.warm_start = ml_collections.ConfigDict()
+    c.warm_start.steps = 0  # SFT steps; 0 = no warm start
+    c.warm_start.batch_size = 8  # reference solutions per step (global)
+    c.warm_start.lr = 5e-5  # peak lr, cosine to 0.1x over the steps
+    c.warm_start.warmup_steps = 2
+    c.warm_start.weight_decay = 0.0
+    c.warm_start.checkpoint_every = 0  # 0: only the final step (and on SIGTERM)
 
     c.e_step_every = 5  # VPD: an E-step every F iterations (F=5 reported best; F=1 and 10 worse)
 

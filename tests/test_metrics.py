@@ -164,3 +164,21 @@ def test_wandb_offline_gets_the_same_rows_and_resumes_the_same_run(tmp_path, mon
     assert glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb"))  # written with no network
     with MetricsLogger(tmp_path, enabled=True, progress=False, tensorboard=False, wandb=opts) as lg:
         assert lg._wandb.run.id == first_id  # a resumed run continues its W&B run
+
+
+def test_tensorboard_tags_are_legal_and_the_console_line_talks():
+    import re
+
+    from vpd_jax.metrics import format_eta, iteration_line, tensorboard_tag
+
+    assert tensorboard_tag("eval/pass@1") == "eval/pass_at_1"
+    assert re.fullmatch(r"[\w./-]+", tensorboard_tag("verdict/no code (x)"))
+    assert (format_eta(42), format_eta(307), format_eta(3725)) == ("42s", "5m07s", "1h02m")
+    row = {"reward_mean": 0.25, "tests_passed_frac": 0.5, "verdict/accepted": 0.25, "verdict/wrong_answer": 0.75,
+           "verdict/no_code": 0.0, "m/entropy": 0.61, "time/rollout": 12.3, "time/m_step": 30.0,
+           "time/grading": 0.1, "time/iteration": 45.0, "eval/pass@1": 0.125}
+    line = iteration_line(3, 16, row, 600.0)
+    for part in ("step 3/16", "reward 0.25 tests 0.50", "ok 25% wa 75%", "entropy 0.61", "pass@1 0.125",
+                 "rollout 12s m_step 30s", "45s/it ETA 10m00s"):
+        assert part in line, (part, line)
+    assert "nc" not in line and "grading" not in line  # zero shares and sub-second phases stay off the line

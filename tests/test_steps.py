@@ -366,3 +366,18 @@ def test_learning_rate_schedule_counts_iterations(params, steps1):
     np.testing.assert_allclose([e for e, _ in seen], want, rtol=1e-6)
     np.testing.assert_allclose([m for _, m in seen], want, rtol=1e-6)
     assert int(state.step) == 4 and want[-1] > 0.1 * tc.lr  # iteration 3 of 4 is not at the floor
+
+
+def test_sft_loss_is_the_response_nll_from_forward_logits(params, ref_setup):
+    """The warm start's loss: mean NLL of the response tokens only (the
+    prompt is context, never a target), from plain forward() logits."""
+    tc, batch, s_logits, _ = ref_setup
+    loss, m = jax.jit(lambda p, b: steps_lib.sft_loss(MC, tc, p, b, steps_lib.batch_norms(b, tc)))(params, batch)
+    ls = _logsoftmax(np, _response_logits(s_logits, batch["student_index"]))
+    lp = np.take_along_axis(ls, batch["targets"][:, :, None], -1)[..., 0]
+    mask = batch["response_mask"] * batch["row_mask"][:, None]
+    np.testing.assert_allclose(float(loss), -(mask * lp).sum() / mask.sum(), rtol=1e-5)
+    every = _logsoftmax(np, s_logits)  # the NLL over prompt and response would be another number
+    lp_all = np.take_along_axis(every[:, :-1], batch["student_tokens"][:, 1:, None], -1)[..., 0]
+    assert abs(-(batch["student_mask"][:, 1:] * lp_all).sum() / batch["student_mask"][:, 1:].sum() - float(loss)) > 1e-2
+    np.testing.assert_allclose(float(m["nll"]), float(loss))

@@ -70,6 +70,25 @@ def global_batch(local: dict, sharding, pad_id: int) -> dict:
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()}
 
 
+def pack_global(rows, row_multiple: int, sharding, pad_id: int, seq_buckets, response_buckets) -> dict:
+    """This host's rows -> the global batch of a train step.
+
+    Lengths are rounded up to the configured buckets (agreed across hosts),
+    so the steps rarely recompile; each host packs row_multiple / hosts rows
+    at a time. Group ids are offset per host so GRPO groups never mix hosts.
+    """
+    from vpd_jax.packing import bucket, pack_rows
+
+    local_rows = max(1, row_multiple // jax.process_count())
+    batch = pack_rows(rows, pad_id=pad_id, row_multiple=local_rows, buckets=(1,))  # exact sizes
+    seq, resp = tuple(seq_buckets), tuple(response_buckets)
+    sizes = {"Ts": bucket(batch["student_tokens"].shape[1], seq), "Tt": bucket(batch["teacher_tokens"].shape[1], seq),
+             "R": bucket(batch["targets"].shape[1], resp)}
+    batch = pad_batch(batch, sizes, {"student_tokens": pad_id, "teacher_tokens": pad_id, "targets": pad_id})
+    batch["group"] = batch["group"] + jax.process_index() * batch["group"].shape[0]
+    return global_batch(batch, sharding, pad_id)
+
+
 def to_numpy(x: jax.Array) -> np.ndarray:
     """The full value of a (possibly multi-host sharded) array on every host."""
     if jax.process_count() == 1 or x.is_fully_addressable:

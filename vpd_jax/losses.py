@@ -134,6 +134,17 @@ def chunked_token_stats(h_s: jax.Array, w_s: jax.Array, teacher, targets: jax.Ar
     return {k: jnp.moveaxis(v, 0, 1).reshape(B, n * C)[:, :R] for k, v in ys.items()}
 
 
+# ------------------------------------------------------------- warm start
+def sft_loss(lp: jax.Array, mask: jax.Array, n_tokens: jax.Array) -> tuple:
+    """L_SFT = -sum_tokens log pi(y_t | x, y_<t) / N_tokens (masked NLL).
+
+    lp, mask [B, R] over response tokens only: the prompt is context, never
+    a target. n_tokens counts the whole batch, so micro-batches add up.
+    """
+    nll = -jnp.sum(mask * lp) / n_tokens
+    return nll, {"nll": nll}
+
+
 # ---------------------------------------------------------------- M-step
 def m_step_loss(div: jax.Array, mask: jax.Array, n_tokens: jax.Array, weight: jax.Array | None = None) -> tuple:
     """L_M = sum_tokens w * D(pi || sg q) / N_tokens.

@@ -31,6 +31,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import secrets
 import sys
 import time
@@ -154,6 +155,54 @@ def phase_timer(timings: dict[str, float], name: str) -> Iterator[None]:
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
 
 
+def tensorboard_tag(key: str) -> str:
+    """A metric name as a TensorBoard tag: only [A-Za-z0-9_./-] is legal
+    there, so `eval/pass@1` is written as `eval/pass_at_1` (TensorBoard would
+    rename it itself, with a warning per tag); jsonl and W&B keep the name."""
+    return re.sub(r"[^\w./-]", "_", key.replace("@", "_at_"))
+
+
+def format_eta(seconds: float) -> str:
+    """1h02m / 5m07s / 42s."""
+    s = max(int(round(seconds)), 0)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+_VERDICT_SHORT = {"accepted": "ok", "wrong_answer": "wa", "runtime_error": "re", "compile_error": "ce",
+                  "no_code": "nc", "time_limit_exceeded": "tle", "memory_limit_exceeded": "mle",
+                  "output_limit_exceeded": "ole", "grading_error": "ge"}
+
+
+def iteration_line(step: int, total: int, row: Mapping[str, Any], eta_s: float | None) -> str:
+    """The console line of one training iteration: progress, reward and test
+    pass rate, verdict mix, entropy, seconds per phase, ETA."""
+    parts = [f"step {step}/{total}"]
+    if "reward_mean" in row:
+        parts.append(f"reward {row['reward_mean']:.2f}" + (f" tests {row['tests_passed_frac']:.2f}"
+                                                           if "tests_passed_frac" in row else ""))
+    verdicts = [f"{_VERDICT_SHORT.get(k[8:], k[8:])} {v:.0%}" for k, v in row.items()
+                if k.startswith("verdict/") and isinstance(v, (int, float)) and v > 0]
+    if verdicts:
+        parts.append(" ".join(verdicts))
+    ent = row.get("m/entropy", row.get("g/entropy"))
+    if ent is not None:
+        parts.append(f"entropy {ent:.2f}")
+    if "e/bco_accuracy" in row:
+        parts.append(f"bco acc {row['e/bco_accuracy']:.2f} kl {row['e/kl']:.3f}")
+    for k in ("eval/pass@1", "eval/teacher_pass@1"):
+        if k in row:
+            parts.append(f"{k[5:]} {row[k]:.3f}")
+    times = [f"{k[5:]} {v:.0f}s" for k, v in row.items() if k.startswith("time/") and k != "time/iteration"
+             and isinstance(v, (int, float)) and v >= 0.5]
+    if times:
+        parts.append(" ".join(times))
+    if "time/iteration" in row:
+        parts.append(f"{row['time/iteration']:.0f}s/it" + (f" ETA {format_eta(eta_s)}" if eta_s is not None else ""))
+    return " | ".join(parts)
+
+
 class MetricsLogger:
     """Writes one row per step to jsonl, TensorBoard and a progress bar.
 
@@ -224,7 +273,7 @@ class MetricsLogger:
         self._file.flush()
         if self._writer is not None:
             for key, value in scalars(row).items():
-                self._writer.add_scalar(key, value, global_step=int(step))
+                self._writer.add_scalar(tensorboard_tag(key), value, global_step=int(step))
             self._writer.flush()
         if self._wandb is not None:
             self._wandb.log(int(step), row)

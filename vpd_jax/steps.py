@@ -13,6 +13,7 @@ separates the phases is where the stop-gradient sits:
   M-step  grad through the student pass only; teacher = sg(current | EMA | mix)
   E-step  grad through the teacher pass only; student = sg(current)
   GRPO    grad through the student pass; the reference (if any) is frozen
+  SFT     the warm start: NLL of reference responses after the student prompt
 """
 
 from __future__ import annotations
@@ -129,6 +130,18 @@ def g_loss(mc, tc: TrainConfig, params, ref, batch, norms) -> tuple:
     return loss, metrics
 
 
+def sft_loss(mc, tc: TrainConfig, params, batch, norms) -> tuple:
+    """Warm-start loss of one micro-batch: NLL of the response tokens (the
+    reference solution) after the student prompt; teacher columns unused."""
+    hs = _side(mc, params, batch, "student")
+    st = losses.chunked_token_stats(hs, lm_head_weight(mc, params), None, batch["targets"],
+                                    losses.DivergenceSpec("none"), tc.logit_chunk, grad_side="student")
+    mask = batch["response_mask"] * batch["row_mask"][:, None]
+    loss, metrics = losses.sft_loss(st["lp_s"], mask, norms["tokens"])
+    metrics.update(entropy=_mean(st["ent_s"], mask, norms["tokens"]))
+    return loss, metrics
+
+
 def batch_norms(batch, tc: TrainConfig) -> dict:
     """Normalisers over the whole batch, so micro-batch losses add up exactly."""
     ctx = batch["has_context"] * batch["row_mask"]  # [B]
@@ -181,8 +194,9 @@ class Steps:
     """The jitted train functions of one (model, train config, mesh).
 
     init_state(params) -> TrainState (copies params; the caller's are kept)
-    m_step / e_step / grpo_step(state, batch) -> (state, metrics); the state
-        argument is donated: use only the returned one afterwards.
+    m_step / e_step / grpo_step / sft_step(state, batch) -> (state, metrics);
+        the state argument is donated: use only the returned one afterwards.
+        e_step does not advance state.step (the M-step of its iteration does).
     score(params, batch) -> per-token lp_s, lp_t, div, ent_s [B, R].
     batch: the dict of `vpd_jax.packing.pack_rows` (numpy or device arrays).
     """
@@ -208,6 +222,7 @@ class Steps:
         self._m = jit_step(self._m_fn)
         self._e = jit_step(self._e_fn)
         self._g = jit_step(self._g_fn)
+        self._sft = jit_step(self._sft_fn)
         self._score = jax.jit(self._score_fn, in_shardings=(ps, self.batch_sharding), out_shardings=repl)
 
     # ------------------------------------------------------------ traced
@@ -263,6 +278,11 @@ class Steps:
                        jnp.maximum(jnp.sum(batch["row_mask"]), 1.0))
         return self._apply(state, grads, metrics)
 
+    def _sft_fn(self, state: TrainState, batch):
+        mc, tc, norms = self.model_config, self.train_config, batch_norms(batch, self.train_config)
+        fn = lambda p, mb: sft_loss(mc, tc, p, mb, norms)
+        return self._apply(state, *self._grads(fn, state, batch))
+
     def _score_fn(self, params, batch):
         mc, tc = self.model_config, self.train_config
         hs = _side(mc, params, batch, "student")
@@ -290,6 +310,9 @@ class Steps:
 
     def grpo_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         return self._g(state, self._check(batch))
+
+    def sft_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        return self._sft(state, self._check(batch))
 
     def score(self, params, batch: dict) -> dict:
         return self._score(params, self._check(batch, batch_divisor(self.mesh)))

@@ -25,17 +25,17 @@ import jax
 import ml_collections
 import numpy as np
 
-from vpd_jax import components, distributed, evaluate, plots, prompts, rollouts
+from vpd_jax import components, distributed, evaluate, plots, prompts, rollouts, warm_start
 from vpd_jax.checkpoint import Checkpointer, abstract_state
 from vpd_jax.data import ExampleIterator
-from vpd_jax.metrics import MetricsLogger, phase_timer, require_wandb
-from vpd_jax.packing import bucket, pack_rows
+from vpd_jax.metrics import MetricsLogger, iteration_line, phase_timer, require_wandb
 from vpd_jax.rollout_sampler import RolloutSampler
 from vpd_jax.steps import make_steps
 from vpd_jax.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
-ALGORITHMS = ("vpd", "sdpo", "grpo")
+RL_ALGORITHMS = ("vpd", "sdpo", "grpo")
+ALGORITHMS = RL_ALGORITHMS + ("sft",)  # sft: the warm start alone (vpd_jax/warm_start.py)
 
 
 def train_config(cfg: ml_collections.ConfigDict) -> TrainConfig:
@@ -61,8 +61,9 @@ class Trainer:
     """Owns the run's state; `train()` runs the loop to cfg.total_steps."""
 
     def __init__(self, cfg: ml_collections.ConfigDict, mesh, model: components.Model, task):
-        if cfg.algorithm not in ALGORITHMS:
-            raise components.ConfigError(f"config.algorithm={cfg.algorithm!r}; use one of {ALGORITHMS}")
+        if cfg.algorithm not in RL_ALGORITHMS:
+            raise components.ConfigError(f"config.algorithm={cfg.algorithm!r}; the RL trainer runs {RL_ALGORITHMS} "
+                                         "(run_training runs sft)")
         self.cfg, self.mesh, self.task = cfg, mesh, task
         self.model_config, self.tokenizer = model.config, model.tokenizer
         self.workdir = cfg.workdir
@@ -84,8 +85,12 @@ class Trainer:
         # second full state is built just to be overwritten.
         target = abstract_state(jax.eval_shape(self.steps.init_state, model.params), self.steps.state_shardings)
         restored = self.ckpt.restore_latest(target)
-        if restored is None:
-            self.state, self.start_step = self.steps.init_state(model.params), 0
+        self.preempted = False
+        if restored is None:  # a fresh run: pretrained weights, init_from, or a warm start run now
+            params = warm_start.initial_params(cfg, mesh, model, task)
+            self.preempted = params is None
+            self.state, self.start_step = None if self.preempted else self.steps.init_state(params), 0
+            del params
         else:
             self.state, self.start_step = restored.state, restored.step
             if restored.host_state is None:
@@ -158,19 +163,8 @@ class Trainer:
         return metrics
 
     def _pack(self, rows) -> dict:
-        """Rows -> the global batch, lengths rounded up to the configured
-        buckets (agreed across hosts) so the steps rarely recompile."""
-        local_rows = max(1, self.steps.row_multiple // jax.process_count())
-        batch = pack_rows(rows, pad_id=self.sampler.pad_id, row_multiple=local_rows, buckets=(1,))  # exact sizes
-        seq, resp = tuple(self.cfg.pack.seq_buckets), tuple(self.cfg.pack.response_buckets)
-        sizes = {"Ts": bucket(batch["student_tokens"].shape[1], seq), "Tt": bucket(batch["teacher_tokens"].shape[1], seq),
-                 "R": bucket(batch["targets"].shape[1], resp)}
-        pads = {"student_tokens": self.sampler.pad_id, "teacher_tokens": self.sampler.pad_id,
-                "targets": self.sampler.pad_id}
-        batch = distributed.pad_batch(batch, sizes, pads)
-        # pack_rows numbers groups per host; offset them so GRPO groups never mix hosts.
-        batch["group"] = batch["group"] + jax.process_index() * batch["group"].shape[0]
-        return distributed.global_batch(batch, self.steps.batch_sharding, self.sampler.pad_id)
+        return distributed.pack_global(rows, self.steps.row_multiple, self.steps.batch_sharding, self.sampler.pad_id,
+                                       self.cfg.pack.seq_buckets, self.cfg.pack.response_buckets)
 
     def _log_samples(self, step: int, rolls) -> None:
         if not self.cfg.log.samples or jax.process_index() != 0:
@@ -193,11 +187,16 @@ class Trainer:
     def train(self) -> None:
         cfg = self.cfg
         step = self.start_step
+        if self.preempted:  # during the warm start, which saved its checkpoint
+            return
         if step == 0 and cfg.eval.at_start and len(self.task.eval):
+            self.logger.write(f"eval at step 0: {len(self.task.eval)} problems x {cfg.eval.num_samples} samples")
             with phase_timer(t := {}, "eval"):
                 m = self.evaluate(0)
-            self.logger.log(0, {**m, "time/eval": t["eval"]})
+            row = self.logger.log(0, {**m, "time/eval": t["eval"]})
+            self.logger.write(iteration_line(0, cfg.total_steps, row, None))
             self._plot()
+        t_loop, first = time.perf_counter(), step
         while step < cfg.total_steps:
             step += 1
             t0 = time.perf_counter()
@@ -211,7 +210,9 @@ class Trainer:
                 self.ckpt.maybe_save(step, self.state, {"data": self.data.state()}, force=last)
             metrics["time/checkpoint"] = ck["checkpoint"]
             metrics["time/iteration"] = time.perf_counter() - t0
-            self.logger.log(step, metrics)
+            row = self.logger.log(step, metrics)
+            per_step = (time.perf_counter() - t_loop) / (step - first)
+            self.logger.write(iteration_line(step, cfg.total_steps, row, per_step * (cfg.total_steps - step)))
             if "time/eval" in metrics or last or self.ckpt.preemption_requested:
                 self._plot()
             if self.ckpt.preemption_requested:
@@ -301,6 +302,9 @@ def run_training(cfg: ml_collections.ConfigDict) -> None:
     mesh = components.build_mesh(cfg)
     model = components.build_model(cfg, mesh)
     task = components.build_task(cfg)
+    if cfg.algorithm == "sft":
+        warm_start.run_warm_start(cfg, mesh, model, task, cfg.workdir)
+        return
     trainer = Trainer(cfg, mesh, model, task)
     try:
         trainer.train()

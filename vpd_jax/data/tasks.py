@@ -10,6 +10,7 @@ config names a task and its options and never a builder class.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -56,6 +57,15 @@ class Task:
     def user_prompt(self, example: Example) -> str:
         return code_prompt(example) if example.kind == "code" else choice_prompt(example)
 
+    def reference_completion(self, example: Example) -> str | None:
+        """The assistant turn a supervised warm start trains on, or None when
+        the data has no reference: for code, the reference program in the one
+        fenced block the grader extracts; for choice, the tagged answer key."""
+        if example.kind == "choice":
+            return f"<answer>{example.answer}</answer>"
+        code = example.problem.metadata.get("reference_solution") or _bundled_references().get(example.id)
+        return generated.sft_target(code) if code else None
+
     def grade(self, examples: Sequence[Example], completions: Sequence[str],
               client: Any = None) -> list[dict]:
         """One result dict per completion, in order.
@@ -78,6 +88,11 @@ class Task:
             for i, verdict in zip(code, _grade_code(pairs, client), strict=True):
                 results[i] = dict(verdict)
         return results
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_references() -> dict[str, str]:
+    return bundled.reference_solutions()
 
 
 def _grade_code(pairs, client) -> list[dict]:
