@@ -20,7 +20,7 @@ inherits a large parent's memory map or accelerator handles.
 from vpd_jax.feedback.client import (FeedbackClient, FeedbackError,
                                      ServerHandle, start_server)
 from vpd_jax.feedback.extract import extract_code
-from vpd_jax.feedback.grading import VERDICTS, grade
+from vpd_jax.feedback.grading import GRADING_ERROR, VERDICTS, error_row, grade
 from vpd_jax.feedback.limits import Limits
 from vpd_jax.feedback.problems import (Problem, ProblemFormatError, TestCase,
                                        load_problems, parse_problem_row)
@@ -28,6 +28,6 @@ from vpd_jax.feedback.sandbox import SandboxError
 
 __all__ = ["FeedbackClient", "FeedbackError", "Limits", "Problem",
            "ProblemFormatError", "SandboxError", "ServerHandle", "TestCase",
-           "VERDICTS",
+           "GRADING_ERROR", "VERDICTS", "error_row",
            "extract_code", "grade", "load_problems", "parse_problem_row",
            "start_server"]

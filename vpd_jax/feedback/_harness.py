@@ -255,6 +255,11 @@ def main():
         data = _to_json({"token": job["token"], "status": "exception",
                          "exc_type": type(e).__name__, "exc_msg": str(e),
                          "frames": []}).encode()
+    if len(data) > job["record_bytes"]:  # the parent refuses it unread
+        data = _to_json({"token": job["token"], "status": "bad_value",
+                         "exc_msg": f"the result is {len(data)} bytes when "
+                                    f"encoded, over the grader's "
+                                    f"{job['record_bytes']}"}).encode()
     view = memoryview(data)
     while view:
         view = view[os.write(result_fd, view):]

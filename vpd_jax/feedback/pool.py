@@ -11,9 +11,10 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import queue
+import sys
 import threading
 
-from vpd_jax.feedback.grading import grade
+from vpd_jax.feedback.grading import error_row, grade
 from vpd_jax.feedback.limits import Limits
 from vpd_jax.feedback.problems import Problem
 from vpd_jax.feedback.sandbox import Sandbox
@@ -28,7 +29,11 @@ def default_workers() -> int:
 
 
 class GradingPool:
-    """grade() over many (problem, completion) pairs, at most `workers` at once."""
+    """grade() over many (problem, completion) pairs, at most `workers` at once.
+
+    A grading that raises (an error of ours) becomes that one solution's
+    grading-error row, logged: a batch always gets one row per solution.
+    """
 
     def __init__(self, workers: int | None = None,
                  sandbox: Sandbox | None = None):
@@ -54,6 +59,11 @@ class GradingPool:
         try:
             return grade(problem, completion, limits=limits,
                          sandbox=self.sandbox, slot=slot)
+        except Exception as e:  # ours, not the program's: this row only
+            print(f"vpd_jax.feedback: grading {problem.question_id!r} "
+                  f"failed: {e!r}", file=sys.stderr, flush=True)
+            return error_row(problem.question_id, len(problem.all_tests),
+                             f"{type(e).__name__}: {e}")
         finally:
             with self._lock:
                 self._in_flight -= 1

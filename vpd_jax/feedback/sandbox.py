@@ -26,7 +26,6 @@ capped by RLIMIT_FSIZE, and nothing needs draining threads.
 from __future__ import annotations
 
 import dataclasses
-import json
 import marshal
 import os
 import secrets
@@ -39,7 +38,7 @@ import tempfile
 import threading
 import time
 
-from vpd_jax.feedback import bwrap, fallback, header
+from vpd_jax.feedback import bwrap, fallback, header, record
 from vpd_jax.feedback.limits import Limits
 
 HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -58,13 +57,14 @@ class RunResult:
     stdout: bytes
     stdout_bytes: int  # size written (stdout holds at most output_bytes)
     stderr_tail: str
-    frame: dict | None  # the harness's result, None if it never wrote one
+    frame: dict | None  # the harness's checked result, None if none or refused
     exit_code: int | None
     signal: int | None
     timed_out: bool  # wall limit hit and killed by the parent
     started: bool  # the harness finished its setup and ran the program
     cpu_s: float
     wall_s: float
+    record_error: str = ""  # why a record that was written was refused
 
 
 def interpreter() -> str:
@@ -203,7 +203,8 @@ class Sandbox:
                "path_fds": dict(self._dir_fds) if uid is not None else {},
                "audit_guard": self.mode == "fallback",
                "site_paths": list(self._site), "header_names": self._header,
-               "recursion_limit": header.RECURSION_LIMIT}
+               "recursion_limit": header.RECURSION_LIMIT,
+               "record_bytes": record.RECORD_BYTES}
         workdir = None
         if self.mode == "fallback":
             workdir = tempfile.mkdtemp(prefix="vpd-sandbox-")
@@ -223,7 +224,8 @@ class Sandbox:
             stdout, size = _read_capped(f_out, limits.output_bytes)
             result.stdout, result.stdout_bytes = stdout, size
             result.stderr_tail = _tail(f_err, _STDERR_TAIL)
-            result.frame = _read_frame(f_res, token)
+            checked = record.read(f_res, token)
+            result.frame, result.record_error = checked.frame, checked.error
             result.started = os.fstat(f_started.fileno()).st_size > 0
             return result
         finally:
@@ -319,17 +321,3 @@ def _reap(proc: subprocess.Popen) -> tuple[int, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     return status, usage.ru_utime + usage.ru_stime
 
-
-def _read_frame(f, token: str) -> dict | None:
-    """The harness's result, or None if missing, torn, or not from the harness."""
-    f.seek(0)
-    data = f.read(64 << 20)
-    if not data:
-        return None
-    try:
-        frame = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(frame, dict) or frame.get("token") != token:
-        return None
-    return frame
