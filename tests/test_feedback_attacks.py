@@ -172,3 +172,55 @@ def test_row1_grader_failure_is_that_rows_grading_error(capfd):
     assert [r["verdict"] for r in rows] == [GRADING_ERROR, "no_code"]
     assert "FileNotFoundError" in rows[0]["error"] and rows[0]["reward"] == 0
     assert "grading 'add' failed" in capfd.readouterr().err
+
+
+def test_row1_client_restarts_a_crashed_server_and_regrades(capfd):
+    with start_server(workers=1) as handle:
+        client = handle.client(retries=1, backoff_s=0.05)
+        old_pid = handle.process.pid
+        handle.process.kill()  # as the OOM killer would
+        handle.process.wait()
+        rows = client.grade_batch([(ADD, fenced(GOOD)), (ADD, "no code")],
+                                  limits=LIMITS)
+        assert [r["verdict"] for r in rows] == ["accepted", "no_code"]
+        assert handle.process.pid != old_pid and handle.generation == 1
+        assert client.health()["status"] == "ok"
+    assert "restarting the grading server" in capfd.readouterr().err
+
+
+def test_row1_unreachable_server_costs_rows_not_the_run(capfd):
+    import socket
+    from vpd_jax.feedback import GRADING_ERROR, FeedbackClient
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = FeedbackClient(f"127.0.0.1:{port}", timeout_s=2, retries=1,
+                            backoff_s=0.05, chunk_size=1)
+    rows = client.grade_batch([(ADD, fenced(GOOD)), (ADD, "x")])
+    assert [r["verdict"] for r in rows] == [GRADING_ERROR] * 2
+    assert [r["question_id"] for r in rows] == ["add", "add"]
+    assert "2 tries" in rows[0]["error"]
+    assert "marked as grading errors" in capfd.readouterr().err
+
+
+def test_training_refuses_the_fallback_sandbox_unless_allowed(monkeypatch):
+    """Row 4's guard: a run must opt in to the weaker sandbox, and is told
+    why."""
+    import types
+
+    from configs import base
+    from vpd_jax import components
+    monkeypatch.setenv("VPD_SANDBOX", "fallback")
+    cfg = base.get_config()
+    cfg.feedback.workers = 1
+    task = types.SimpleNamespace(kind="code")
+    with pytest.raises(components.ConfigError,
+                       match="fallback sandbox.*allow_weak_sandbox=True"):
+        components.start_feedback(cfg, task)
+    cfg.feedback.allow_weak_sandbox = True
+    client, server = components.start_feedback(cfg, task)
+    try:
+        assert client.health()["sandbox"] == "fallback"
+        assert client.server is server  # restartable by the client
+    finally:
+        server.close()
