@@ -44,6 +44,15 @@ class _BadRequest(ValueError):
 
 
 def _parse_request(body: bytes) -> tuple[list, Limits | None]:
+    """Items and limits of a request, or _BadRequest saying what is wrong:
+    any body at all (nesting too deep to parse included) gets an answer."""
+    try:
+        return _parse_request_unchecked(body)
+    except RecursionError:
+        raise _BadRequest("request nested too deeply") from None
+
+
+def _parse_request_unchecked(body: bytes) -> tuple[list, Limits | None]:
     try:
         request = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
