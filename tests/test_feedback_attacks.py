@@ -433,19 +433,21 @@ def test_row9_foreign_arch_syscall_is_killed(sandbox):
     assert "SIGSYS" in result["critique"]
 
 
+# 300 threads with small stacks: RLIMIT_AS alone would let them all start.
+THREAD_BOMB = ("import threading, time\n"
+               "threading.stack_size(64 << 10)\n"
+               "n = 0\n"
+               "try:\n"
+               "    for _ in range(300):\n"
+               "        threading.Thread(target=time.sleep, args=(2,)).start()\n"
+               "        n += 1\n"
+               "except RuntimeError:\n"
+               "    pass\n"
+               f"print('capped' if n <= {LIMITS.nproc} else 'uncapped', n)")
+
+
 def test_row9_threads_are_capped(sandbox):
-    code = ("import threading, time\n"
-            "threading.stack_size(64 << 10)\n"
-            "n = 0\n"
-            "try:\n"
-            "    for _ in range(300):\n"
-            "        threading.Thread(target=time.sleep, args=(2,)).start()\n"
-            "        n += 1\n"
-            "except RuntimeError:\n"
-            "    pass\n"
-            "print('capped' if n <= LIMIT else 'uncapped', n)"
-            .replace("LIMIT", str(LIMITS.nproc)))
-    result = run_hostile(sandbox, code)
+    result = run_hostile(sandbox, THREAD_BOMB)
     assert "capped" in result["critique"]
     assert "uncapped" not in result["critique"], result["critique"]
 
@@ -499,3 +501,21 @@ def test_row11_both_modes_import_the_graders_numpy(sandbox):
     result = grade(one, fenced("import numpy\nprint(numpy.arange(5).sum())"),
                    limits=LIMITS, sandbox=sandbox)
     assert result["verdict"] == "accepted", result["critique"]
+
+
+def test_row9_the_server_caps_threads_and_leaks_no_task_slot(sandbox):
+    """Through the server (its grading threads stay in their slot's cgroup
+    when bwrap runs as root), the cap holds, and orphaned sandbox inits are
+    reaped, so the slot's task count does not creep up run after run."""
+    one = Problem("one", "", "", "", "atcoder", "easy", "",
+                  [TestCase("1\n", "1\n", "stdin")], [], None, {})
+    env = dict(os.environ, VPD_SANDBOX=sandbox.mode)
+    with start_server(workers=1, env=env) as handle:
+        client = handle.client(retries=0)
+        critique = client.grade_batch([(one, fenced(THREAD_BOMB))],
+                                      LIMITS)[0]["critique"]
+        assert "capped" in critique and "uncapped" not in critique, critique
+        verdicts = [client.grade_batch([(one, fenced("print(input())"))],
+                                       LIMITS)[0]["verdict"]
+                    for _ in range(LIMITS.nproc + 4)]
+    assert verdicts == ["accepted"] * (LIMITS.nproc + 4)

@@ -16,10 +16,13 @@ unprivileged user namespaces), a pids cgroup per slot caps its tasks
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 
 from vpd_jax.feedback import seccomp
 
@@ -76,6 +79,66 @@ def prefix(harness: str, extra_dirs: list[str]) -> list[str]:
     return args + ["--chdir", "/tmp"]
 
 
+_subreaper = False
+
+
+def become_subreaper() -> None:
+    """Makes this process the reaper of its orphaned descendants; for a
+    process that only grades (the server, the CLI): in any other, orphans
+    of unrelated children would wait on it too.
+
+    Why: bwrap's outer process can exit before its pid-1 child is reaped;
+    that child is then an orphan, and an init that does not reap (many
+    container inits) keeps it a zombie: a process slot, and a charge in a
+    pids cgroup, lost per test. As subreaper the grader gets it back and
+    `reap_init` reaps it.
+    """
+    global _subreaper
+    import ctypes
+    try:
+        _subreaper = ctypes.CDLL(None, use_errno=True).prctl(
+            36, ctypes.c_ulong(1), ctypes.c_ulong(0), ctypes.c_ulong(0),
+            ctypes.c_ulong(0)) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def is_subreaper() -> bool:
+    return _subreaper
+
+
+def reap_init(info_file) -> None:
+    """Reaps the sandbox's pid 1 once bwrap itself has been reaped.
+
+    Its pid comes from `--info-fd`, a file the program might have written
+    too, so it is reaped only if it is verifiably a sandbox init of ours: a
+    child of this process whose innermost pid is 1. Never blocks long.
+    """
+    info_file.seek(0)
+    try:
+        pid = int(json.loads(info_file.read(4096))["child-pid"])
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return
+    for _ in range(100):
+        try:
+            with open(f"/proc/{pid}/status", "rb") as f:
+                fields = dict(line.split(b":", 1) for line in f if b":" in line)
+        except OSError:
+            return  # gone: reaped already
+        if (int(fields.get(b"PPid", b"0")) != os.getpid()
+                or fields.get(b"NSpid", b"").split()[-1:] != [b"1"]):
+            if fields.get(b"State", b"").split()[:1] == [b"Z"]:
+                time.sleep(0.001)  # not reparented to us yet
+                continue
+            return
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.001)
+
+
 def seccomp_file():
     """The no-fork filter in a fresh memfd, or None on an unknown arch.
 
@@ -98,18 +161,22 @@ def available(interpreter: str, harness: str, *, args: list[str] | None = None,
     if shutil.which("bwrap") is None:
         return False
     filter_file = seccomp_file()
+    info_file = tempfile.TemporaryFile()
     fds = [filter_file.fileno()] if filter_file else []
     extra = ["--seccomp", str(fds[0])] if fds else []
+    extra += ["--info-fd", str(info_file.fileno())]
     ids = {} if user is None else dict(user=user, group=user, extra_groups=[])
     try:
         probe = subprocess.run(
             (args or prefix(harness, [])) + extra + [interpreter, "-I", "-S",
                                                      "-c", "pass"],
             stdin=subprocess.DEVNULL, capture_output=True, timeout=20,
-            pass_fds=fds + list(pass_fds), **ids)
+            pass_fds=fds + [info_file.fileno()] + list(pass_fds), **ids)
+        reap_init(info_file)
     except (OSError, subprocess.TimeoutExpired):
         return False
     finally:
         if filter_file:
             filter_file.close()
+        info_file.close()
     return probe.returncode == 0

@@ -1,7 +1,8 @@
 """A bounded pool of grading workers, shared by the server and the CLI.
 
 Each worker thread owns a slot number for its whole life; the sandbox uses
-it for the fallback's private uid, so two programs never share a uid (and
+it for the fallback's private uid (and, for bwrap as root, the slot's pids
+cgroup, which the thread joins once), so two programs never share a uid (and
 the cleanup after one test never touches the other's processes). Threads
 suffice: a worker spends its time waiting on a child process.
 """
@@ -42,8 +43,10 @@ class GradingPool:
         self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
         for slot in range(self.workers):
             self._slots.put(slot)
+        self._local = threading.local()
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            self.workers, thread_name_prefix="grader")
+            self.workers, thread_name_prefix="grader",
+            initializer=self._take_slot)
         self._in_flight = 0
         self._lock = threading.Lock()
 
@@ -51,9 +54,15 @@ class GradingPool:
     def in_flight(self) -> int:
         return self._in_flight
 
+    def _take_slot(self) -> None:
+        """Each worker thread keeps one slot for life (at most `workers`
+        threads), so the sandbox can tie per-slot state to it once."""
+        self._local.slot = self._slots.get()
+        self.sandbox.enter_slot(self._local.slot)
+
     def _grade_one(self, problem: Problem, completion: str,
                    limits: Limits | None) -> dict:
-        slot = self._slots.get()
+        slot = self._local.slot
         with self._lock:
             self._in_flight += 1
         try:
@@ -67,7 +76,6 @@ class GradingPool:
         finally:
             with self._lock:
                 self._in_flight -= 1
-            self._slots.put(slot)
 
     def submit(self, problem: Problem, completion: str,
                limits: Limits | None = None) -> concurrent.futures.Future:

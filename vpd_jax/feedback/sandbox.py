@@ -182,6 +182,15 @@ class Sandbox:
             user=fallback.slot_uid(0))
         self._pids_cgroup = (not self._bwrap_as_slot) and cgroup.available()
 
+    def enter_slot(self, slot: int) -> None:
+        """Called once by a thread that will run only this slot's tests (a
+        pool worker): it joins the slot's pids cgroup now, so its runs need
+        no per-test migration (cgroup.py). Only in a subreaper (the server,
+        the CLI): elsewhere an orphaned sandbox init might stay charged
+        there until the host's init reaps it."""
+        if self._pids_cgroup and bwrap.is_subreaper():
+            cgroup.pin_thread(slot, self.limits.nproc)
+
     def describe(self) -> str:
         """One line for logs and /health: what isolates the programs."""
         if self.mode == "bwrap":
@@ -247,7 +256,8 @@ class Sandbox:
             # audit hook there instead.
             rlimits["nproc"] = None
         cgroup_fd = (cgroup.procs_fd(slot, self.limits.nproc)
-                     if self._pids_cgroup else None)
+                     if self._pids_cgroup and not cgroup.pinned(slot)
+                     else None)
         job = {"code": code, "mode": mode, "func_name": func_name,
                "args": list(args or []),
                "limits": rlimits, "token": token, "uid": uid,
@@ -270,10 +280,13 @@ class Sandbox:
         filter_file = bwrap.seccomp_file() if self.mode == "bwrap" else None
         if filter_file is not None:
             files.append(filter_file)
+        info_file = _temp_file() if self.mode == "bwrap" else None
+        if info_file is not None:
+            files.append(info_file)
         try:
             result = self._spawn_and_wait(f_in, f_out, f_err, f_job, f_res,
                                           f_started, filter_file, workdir,
-                                          limits, slot, cgroup_fd)
+                                          limits, slot, cgroup_fd, info_file)
             stdout, size = _read_capped(f_out, limits.output_bytes)
             result.stdout, result.stdout_bytes = stdout, size
             result.stderr_tail = _tail(f_err, _STDERR_TAIL)
@@ -291,9 +304,11 @@ class Sandbox:
                 fallback.remove_tree(workdir)
 
     def _command(self, job_fd: int, res_fd: int, started_fd: int,
-                 seccomp_fd: int | None) -> list[str]:
+                 seccomp_fd: int | None, info_fd: int | None) -> list[str]:
         harness = bwrap.HARNESS_INSIDE if self.mode == "bwrap" else HARNESS
         prefix = list(self._prefix)
+        if info_fd is not None:
+            prefix += ["--info-fd", str(info_fd)]
         if seccomp_fd is not None:
             prefix += ["--seccomp", str(seccomp_fd)]
         return prefix + [self._python, "-I", "-S", "-B", harness,
@@ -317,7 +332,8 @@ class Sandbox:
 
     def _spawn_and_wait(self, f_in, f_out, f_err, f_job, f_res, f_started,
                         filter_file, workdir, limits: Limits,
-                        slot: int, job_cgroup_fd: int | None) -> RunResult:
+                        slot: int, job_cgroup_fd: int | None,
+                        info_file) -> RunResult:
         job_fd, res_fd = f_job.fileno(), f_res.fileno()
         started_fd = f_started.fileno()
         fds = [job_fd, res_fd, started_fd, *self._dir_fds.values()]
@@ -326,9 +342,13 @@ class Sandbox:
         seccomp_fd = filter_file.fileno() if filter_file is not None else None
         if seccomp_fd is not None:
             fds.append(seccomp_fd)
+        info_fd = info_file.fileno() if info_file is not None else None
+        if info_fd is not None:
+            fds.append(info_fd)
         start = time.perf_counter()
         proc = subprocess.Popen(
-            self._command(job_fd, res_fd, started_fd, seccomp_fd), stdin=f_in,
+            self._command(job_fd, res_fd, started_fd, seccomp_fd, info_fd),
+            stdin=f_in,
             stdout=f_out, stderr=f_err, pass_fds=fds, cwd=workdir,
             env=self._env(workdir), start_new_session=True,
             **self._spawn_ids(slot))
@@ -358,6 +378,8 @@ class Sandbox:
             except (ProcessLookupError, PermissionError):
                 pass
         status, cpu_s = _reap(proc)
+        if info_file is not None:
+            bwrap.reap_init(info_file)
         wall = time.perf_counter() - start
         exit_code = sig = None
         if os.WIFSIGNALED(status):

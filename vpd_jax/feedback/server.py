@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 
+from vpd_jax.feedback import bwrap
 from vpd_jax.feedback.limits import Limits
 from vpd_jax.feedback.pool import GradingPool, default_workers
 from vpd_jax.feedback.problems import ProblemFormatError, parse_problem_row
@@ -160,6 +161,7 @@ def _watch_parent(parent_pid: int, stop: threading.Event) -> None:
 
 def serve(host: str, port: int, workers: int | None,
           parent_pid: int | None = None) -> None:
+    bwrap.become_subreaper()  # this process only grades
     pool = GradingPool(workers)
     httpd = FeedbackHTTPServer((host, port), pool)
     stop = threading.Event()
