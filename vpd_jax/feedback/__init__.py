@@ -10,7 +10,9 @@ inherits a large parent's memory map or accelerator handles.
     compare.py   LiveCodeBench's output comparison
     critique.py  the text the teacher reads
     sandbox.py   one test in a fresh, isolated interpreter (_harness.py runs
-                 inside); bwrap.py + seccomp.py, or fallback.py
+                 inside); bwrap.py + seccomp.py + cgroup.py, or fallback.py
+                 (+ seccomp.py, Landlock in the harness)
+    record.py    the harness's result record, read as hostile input
     header.py    LiveCodeBench's import header, bound lazily
     limits.py    per-test limits;  pool.py: bounded worker pool
     server.py    HTTP batch server;  client.py: its client, start_server
