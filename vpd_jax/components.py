@@ -150,8 +150,8 @@ def _check_isolation(cfg: ml_collections.ConfigDict, health: dict) -> None:
     the fallback sandbox cannot promise they do not read the tests."""
     if health.get("sandbox") == "fallback" and not cfg.feedback.get("allow_weak_sandbox", False):
         raise ConfigError(
-            "the feedback server runs the fallback sandbox (bubblewrap is missing or does not run here: "
-            f"{health.get('isolation', '')}). Its isolation is weaker: see the README's 'Feedback server' "
-            "section for what it does not guarantee. Install bubblewrap (`apt-get install bubblewrap`; it needs "
-            "unprivileged user namespaces), or accept the weaker sandbox with "
+            "the feedback server runs the fallback sandbox (VPD_SANDBOX=fallback, or bubblewrap is missing or "
+            f"cannot run here; it reports: {health.get('isolation', '')}). Its isolation is weaker: see the "
+            "README's 'Feedback server' section for what it does not guarantee. Install bubblewrap "
+            "(`apt-get install bubblewrap`) where it can run, or accept the weaker sandbox with "
             "--config.feedback.allow_weak_sandbox=True.")
