@@ -312,3 +312,43 @@ def test_row9_the_server_caps_threads_and_leaks_no_task_slot(sandbox):
                                        LIMITS)[0]["verdict"]
                     for _ in range(LIMITS.nproc + 4)]
     assert verdicts == ["accepted"] * (LIMITS.nproc + 4)
+
+
+def test_row4_our_package_installed_in_site_packages_stays_hidden(
+        monkeypatch):
+    """Installed (not editable), vpd_jax's bundled data would sit in a site
+    dir the sandbox must see: every other entry stays visible, it does not."""
+    import shutil
+    from vpd_jax.feedback import sandbox as sandbox_lib
+    site = _world_readable_dir()
+    try:
+        os.makedirs(os.path.join(site, "vpd_jax", "data"))
+        for path, text in (("vpd_jax/data/train.jsonl", "secret\n"),
+                           ("vpd_probe_other.py", "VALUE = 7\n")):
+            with open(os.path.join(site, path), "w") as f:
+                f.write(text)
+        for root, dirs, files in os.walk(site):
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o755)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o644)
+        paths = sandbox_lib.site_paths() + [site]
+        monkeypatch.setattr(sandbox_lib, "site_paths", lambda: paths)
+        one = Problem("one", "", "", "", "atcoder", "easy", "",
+                      [TestCase("1\n", "7 denied\n", "stdin")], [], None, {})
+        code = ("import vpd_probe_other\n"
+                "try:\n"
+                f"    open({os.path.join(site, 'vpd_jax/data/train.jsonl')!r})"
+                ".read()\n"
+                "    seen = 'read'\n"
+                "except OSError:\n"
+                "    seen = 'denied'\n"
+                "print(vpd_probe_other.VALUE, seen)")
+        for mode in ("bwrap", "fallback"):
+            if mode == "bwrap" and not sandbox_lib.bwrap_available():
+                continue
+            result = grade(one, fenced(code), limits=LIMITS,
+                           sandbox=sandbox_lib.Sandbox(mode))
+            assert result["verdict"] == "accepted", (mode, result["critique"])
+    finally:
+        shutil.rmtree(site)

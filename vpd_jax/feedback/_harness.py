@@ -106,6 +106,7 @@ def _set_limits(limits):
 
 _LANDLOCK_FILE = (1 << 0) | (1 << 1) | (1 << 2)  # execute, write, read
 _LANDLOCK_READ_DIR = (1 << 0) | (1 << 2) | (1 << 3)  # + read_dir
+_LANDLOCK_LIST = 1 << 3  # read_dir alone: names, not contents
 _LANDLOCK_TRUNCATE = 1 << 14
 
 
@@ -127,6 +128,7 @@ def _landlock_ruleset(confine):
     if not abi:
         return None
     import ctypes
+    import stat
     import struct
     libc = ctypes.CDLL(None, use_errno=True)
     fs = (1 << 13) - 1 | (1 << 13 if abi >= 2 else 0) | (
@@ -136,7 +138,8 @@ def _landlock_ruleset(confine):
     ruleset = _syscall(libc, ctypes, 444, attr, ctypes.c_size_t(len(attr)),
                        ctypes.c_uint32(0))
     files = _LANDLOCK_FILE | (_LANDLOCK_TRUNCATE if abi >= 3 else 0)
-    rules = ([(p, _LANDLOCK_READ_DIR) for p in confine["read_dirs"]]
+    rules = ([(p, _LANDLOCK_LIST) for p in confine["list_dirs"]]
+             + [(p, _LANDLOCK_READ_DIR) for p in confine["read_dirs"]]
              + [(p, files) for p in confine["read_files"]]
              + [(confine["workdir"], fs)])
     for path, access in rules:
@@ -145,6 +148,8 @@ def _landlock_ruleset(confine):
         except OSError:
             continue  # a root that is not on this machine
         try:
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                access &= files  # a file takes file rights only
             rule = struct.pack("<Qi", access, fd)
             _syscall(libc, ctypes, 445, ruleset, ctypes.c_int(1), rule,
                      ctypes.c_uint32(0))

@@ -40,22 +40,30 @@ def visible_roots(extra_dirs: list[str]) -> list[str]:
     given (a symlinked /bin stays a symlink); deduplicated, existing only."""
     roots = list(_SYSTEM_DIRS)
     roots += [os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)]
-    for d in extra_dirs:
-        d = os.path.realpath(d)
-        try:
-            names = os.listdir(d)
-        except OSError:
-            continue
-        if any(n.startswith(_OWN_PACKAGE) for n in names):
-            roots += [os.path.join(d, n) for n in sorted(names)
+    for d in map(os.path.realpath, extra_dirs):
+        if d in split_dirs([d]):
+            roots += [os.path.join(d, n) for n in sorted(os.listdir(d))
                       if not n.startswith(_OWN_PACKAGE)]
-        else:
+        elif os.path.isdir(d):
             roots.append(d)
     out, seen = [], set()
     for root in roots:
         if root not in seen and os.path.lexists(root):
             seen.add(root)
             out.append(root)
+    return out
+
+
+def split_dirs(extra_dirs: list[str]) -> list[str]:
+    """The site dirs that hold our own package: visible entry by entry (a
+    program may list them, but read only the other entries)."""
+    out = []
+    for d in map(os.path.realpath, extra_dirs):
+        try:
+            if any(n.startswith(_OWN_PACKAGE) for n in os.listdir(d)):
+                out.append(d)
+        except OSError:
+            pass
     return out
 
 

@@ -166,6 +166,7 @@ class Sandbox:
                 "seccomp": seccomp.fallback_filter() or b"",
                 "read_dirs": [os.path.realpath(r) for r in
                               bwrap.visible_roots(self._site)],
+                "list_dirs": bwrap.split_dirs(self._site),
                 "read_files": ["/dev/null", "/dev/zero", "/dev/random",
                                "/dev/urandom"]}
 
@@ -253,7 +254,7 @@ class Sandbox:
             # Unprivileged fallback: RLIMIT_NPROC would count every process
             # of the grader's own user, so it would refuse the program's
             # threads on a busy host. New processes are refused by the
-            # audit hook there instead.
+            # seccomp filter (and the audit hook) there instead.
             rlimits["nproc"] = None
         cgroup_fd = (cgroup.procs_fd(slot, self.limits.nproc)
                      if self._pids_cgroup and not cgroup.pinned(slot)
