@@ -7,6 +7,7 @@ grading."""
 
 import json
 import random
+import select
 import socket
 import threading
 import time
@@ -27,8 +28,9 @@ VALID = {"items": [{"problem": ADD.to_row(), "completion": "no code"},
 @pytest.fixture(scope="module")
 def address(request):
     # In-process, so the stall timeout can be short.
-    handler_timeout = server_lib._Handler.timeout
+    saved = server_lib._Handler.timeout, server_lib._Handler.read_deadline_s
     server_lib._Handler.timeout = 1.0
+    server_lib._Handler.read_deadline_s = 2.0
     pool = GradingPool(1, Sandbox("fallback"))
     httpd = server_lib.FeedbackHTTPServer(("127.0.0.1", 0), pool)
     thread = threading.Thread(target=httpd.serve_forever,
@@ -39,7 +41,7 @@ def address(request):
     httpd.server_close()
     pool.close()
     thread.join()
-    server_lib._Handler.timeout = handler_timeout
+    server_lib._Handler.timeout, server_lib._Handler.read_deadline_s = saved
 
 
 def exchange(address, raw: bytes, timeout=10.0) -> tuple[int | None, bytes]:
@@ -159,3 +161,26 @@ def test_server_still_grades_after_the_fuzz(address):
     check_answer(status, answer, n_items=2)
     assert [r["verdict"] for r in json.loads(answer)["results"]] == [
         "no_code", "no_code"]
+
+
+def test_a_dripping_client_is_cut_at_the_read_deadline(address):
+    """A byte every 0.3 s never trips the per-read timeout (1 s here); the
+    whole request must still arrive within the read deadline (2 s here)."""
+    request = b"POST /grade_batch HTTP/1.0\r\nContent-Length: 5000\r\n"
+    with socket.create_connection(address, timeout=10) as s:
+        started = time.monotonic()
+        cut = False
+        for i in range(40):  # 12 s of dripping at most
+            try:
+                s.sendall(request[i:i + 1] if i < len(request) else b"x")
+            except OSError:
+                cut = True
+                break
+            readable = select.select([s], [], [], 0.3)[0]
+            if readable and s.recv(1024) == b"":
+                cut = True
+                break
+        assert cut, "the server kept a dripping client past its deadline"
+        assert time.monotonic() - started < 5
+    status, answer = post(address, json.dumps(VALID).encode())
+    check_answer(status, answer, n_items=2)

@@ -28,6 +28,7 @@ import http.server
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -87,6 +88,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     # idle keep-alive connection.
     protocol_version = "HTTP/1.0"
     timeout = 120  # a client that stalls mid-request cannot pin a thread
+    # ...nor one that drips a byte now and then: the request line, headers
+    # and body must all arrive within this, or the connection is cut.
+    read_deadline_s = 300.0
+
+    def setup(self):
+        super().setup()
+        self._deadline = threading.Timer(self.read_deadline_s, self._cut)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _cut(self):
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def finish(self):
+        self._deadline.cancel()
+        super().finish()
 
     def log_message(self, format, *args):  # quiet: one line per error only
         pass
@@ -119,8 +139,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not 0 <= length <= MAX_REQUEST_BYTES:
             self._reply(400, {"error": "missing or bad Content-Length"})
             return
+        body = self.rfile.read(length)
+        self._deadline.cancel()  # read in time: grading may take long
         try:
-            items, limits = _parse_request(self.rfile.read(length))
+            items, limits = _parse_request(body)
         except _BadRequest as e:
             self._reply(400, {"error": str(e)})
             return
