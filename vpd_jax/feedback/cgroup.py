@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 
 _ROOTS = ("/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified")
 # A pinned slot's cgroup also holds the grading thread and bwrap's two
@@ -55,8 +56,24 @@ def available() -> bool:
     return _pids_root() is not None
 
 
+def _remove_stale(root: str) -> None:
+    """Removes the empty cgroups of graders that died without cleaning up
+    (killed): named after their pid, which no longer runs."""
+    for name in os.listdir(root):
+        parts = name.split("-")
+        if name.startswith("vpd-grader-") and parts[2].isdigit() and \
+                not os.path.exists(f"/proc/{parts[2]}"):
+            try:
+                os.rmdir(os.path.join(root, name))
+            except OSError:
+                pass
+
+
 def _make(name: str, max_tasks: int) -> str:
     root, _ = _pids_root()
+    with _lock:
+        if not _made:
+            _remove_stale(root)
     path = os.path.join(root, f"vpd-grader-{os.getpid()}-{name}")
     os.makedirs(path, exist_ok=True)
     with _lock:
@@ -110,8 +127,14 @@ def procs_fd(slot: int, max_tasks: int) -> int | None:
 
 @atexit.register
 def _remove() -> None:
+    """Removes our cgroups. A joined thread's task may outlive its join by a
+    moment (the cgroup is busy until it is gone), hence a few tries."""
     for path in _made:
-        try:
-            os.rmdir(path)  # empty once its runs are over
-        except OSError:
-            pass
+        for _ in range(100):
+            try:
+                os.rmdir(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.005)
