@@ -352,3 +352,11 @@ def test_row4_our_package_installed_in_site_packages_stays_hidden(
             assert result["verdict"] == "accepted", (mode, result["critique"])
     finally:
         shutil.rmtree(site)
+
+
+def test_a_fallback_that_cannot_confine_fails_loudly_at_start():
+    from vpd_jax.feedback import sandbox as sandbox_lib
+    box = sandbox_lib.Sandbox("fallback")
+    box._confine["seccomp"] = b"\0" * 3  # a program the kernel refuses
+    with pytest.raises(sandbox_lib.SandboxError, match="cannot confine"):
+        box._check_confinement()

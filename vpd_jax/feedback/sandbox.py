@@ -169,6 +169,17 @@ class Sandbox:
                 "list_dirs": bwrap.split_dirs(self._site),
                 "read_files": ["/dev/null", "/dev/zero", "/dev/random",
                                "/dev/urandom"]}
+            self._check_confinement()
+
+    def _check_confinement(self) -> None:
+        """One trivial run at start, so a kernel that refuses the fallback's
+        Landlock or seccomp setup fails here, loudly, not every test."""
+        try:
+            self.run("pass", mode="stdin")
+        except SandboxError as e:
+            raise SandboxError(
+                f"the fallback sandbox cannot confine programs here ({e}); "
+                f"run where bubblewrap works, or report this kernel") from None
 
     def _init_bwrap(self) -> None:
         """As root, bwrap runs as the slot's uid when this host allows it
