@@ -25,6 +25,7 @@ sequential wall time per test of a trivial program, minus a bare
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import statistics
@@ -38,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from vpd_jax.feedback import Limits, Problem, TestCase, start_server  # noqa: E402
 from vpd_jax.feedback import compare, header  # noqa: E402
 from vpd_jax.feedback.extract import extract_code  # noqa: E402
+from vpd_jax.feedback.bwrap import become_subreaper  # noqa: E402
 from vpd_jax.feedback.pool import GradingPool, default_workers  # noqa: E402
 from vpd_jax.feedback.sandbox import Sandbox, bwrap_available, interpreter  # noqa: E402
 
@@ -231,8 +233,12 @@ def per_test_overhead(modes, repeats: int = 30) -> dict:
         check=True, capture_output=True))
     for mode in modes:
         sandbox = Sandbox(mode, LIMITS)
-        rows[f"sandbox {mode}"] = timeit(
-            lambda: sandbox.run("print(1)", mode="stdin", stdin="1\n"))
+        # On a grading thread of its own, as in the server's pool (it joins
+        # its slot's pids cgroup once, where bwrap runs as root).
+        with concurrent.futures.ThreadPoolExecutor(
+                1, initializer=lambda s=sandbox: s.enter_slot(0)) as thread:
+            rows[f"sandbox {mode}"] = thread.submit(timeit, lambda s=sandbox: s.run(
+                "print(1)", mode="stdin", stdin="1\n")).result()
     floor = rows["bare python -I -S -c pass"]
     return {name: {"ms_per_test": round(ms, 1),
                    "overhead_ms": round(ms - floor, 1)}
@@ -248,6 +254,7 @@ def main() -> None:
                         help="comma list of bwrap,fallback (auto: all that run)")
     parser.add_argument("--json", default=None, help="also write results here")
     args = parser.parse_args()
+    become_subreaper()  # a grading process, as the server is
     modes = (["bwrap", "fallback"] if args.modes == "auto"
              else args.modes.split(","))
     if "bwrap" in modes and not bwrap_available():

@@ -55,6 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.feedback.server_address = ""  # "host:port" of a running server; "" = start one per host
     c.feedback.workers = 0  # server worker processes; 0 = one per core
     c.feedback.timeout_s = 600.0  # client timeout for one batch request
+    c.feedback.allow_weak_sandbox = False  # True: train even when grading falls back to the weaker, non-bwrap sandbox
     c.feedback.sources = ("sibling", "env")  # teacher context, in preference order (env | sibling | self_critique)
     c.feedback.combine = False  # True: all available sources together (critiques joined, env first)
     c.feedback.feedback_on_success = False  # env critique also for passing rollouts (teacher context on successes)

@@ -203,11 +203,13 @@ def test_critique_never_quotes_hidden_tests(sandbox):
         assert "hidden test" in text
         assert "10 20" not in text and "30" not in text
         assert "differs" not in text and "Your output" not in text
-    # The exception type and the failing line are shown; its message is
-    # not, since a program can put its hidden input in it.
+    # Verdict and test number only: the exception type, message and lines
+    # are the program's to choose, so it could spell the input there.
     text = _critique(sandbox, "crashes_on_hidden_test_only")
-    assert "AssertionError: (message withheld on a hidden test)" in text
-    assert "line 2: assert a < 10, 'secret'" in text  # its own source line
+    assert text.startswith("Runtime error (1 of 3 tests passed).")
+    assert "test 2, a hidden test" in text
+    assert "AssertionError" not in text and "secret" not in text
+    assert "line" not in text
 
 
 def test_split_problem_rewards_on_private_tests_only(sandbox):

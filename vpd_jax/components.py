@@ -134,6 +134,24 @@ def start_feedback(cfg: ml_collections.ConfigDict, task):
                 f"config.feedback.server_address={cfg.feedback.server_address!r}: the feedback server does not "
                 f"answer ({type(e).__name__}: {e}). Start it with `python -m vpd_jax.feedback.server --host "
                 "127.0.0.1 --port P`, or leave server_address empty to start one per host.") from None
+        _check_isolation(cfg, client.health())
         return client, None
     server = start_server(workers=cfg.feedback.workers or None)
-    return FeedbackClient(server.address, timeout_s=cfg.feedback.timeout_s), server
+    try:
+        _check_isolation(cfg, server.client().health())
+    except ConfigError:
+        server.close()
+        raise
+    return server.client(timeout_s=cfg.feedback.timeout_s), server
+
+
+def _check_isolation(cfg: ml_collections.ConfigDict, health: dict) -> None:
+    """Training grades programs written by a policy rewarded for passing;
+    the fallback sandbox cannot promise they do not read the tests."""
+    if health.get("sandbox") == "fallback" and not cfg.feedback.get("allow_weak_sandbox", False):
+        raise ConfigError(
+            "the feedback server runs the fallback sandbox (VPD_SANDBOX=fallback, or bubblewrap is missing or "
+            f"cannot run here; it reports: {health.get('isolation', '')}). Its isolation is weaker: see the "
+            "README's 'Feedback server' section for what it does not guarantee. Install bubblewrap "
+            "(`apt-get install bubblewrap`) where it can run, or accept the weaker sandbox with "
+            "--config.feedback.allow_weak_sandbox=True.")

@@ -10,7 +10,9 @@ inherits a large parent's memory map or accelerator handles.
     compare.py   LiveCodeBench's output comparison
     critique.py  the text the teacher reads
     sandbox.py   one test in a fresh, isolated interpreter (_harness.py runs
-                 inside); bwrap.py + seccomp.py, or fallback.py
+                 inside); bwrap.py + seccomp.py + cgroup.py, or fallback.py
+                 (+ seccomp.py, Landlock in the harness)
+    record.py    the harness's result record, read as hostile input
     header.py    LiveCodeBench's import header, bound lazily
     limits.py    per-test limits;  pool.py: bounded worker pool
     server.py    HTTP batch server;  client.py: its client, start_server
@@ -20,7 +22,7 @@ inherits a large parent's memory map or accelerator handles.
 from vpd_jax.feedback.client import (FeedbackClient, FeedbackError,
                                      ServerHandle, start_server)
 from vpd_jax.feedback.extract import extract_code
-from vpd_jax.feedback.grading import VERDICTS, grade
+from vpd_jax.feedback.grading import GRADING_ERROR, VERDICTS, error_row, grade
 from vpd_jax.feedback.limits import Limits
 from vpd_jax.feedback.problems import (Problem, ProblemFormatError, TestCase,
                                        load_problems, parse_problem_row)
@@ -28,6 +30,6 @@ from vpd_jax.feedback.sandbox import SandboxError
 
 __all__ = ["FeedbackClient", "FeedbackError", "Limits", "Problem",
            "ProblemFormatError", "SandboxError", "ServerHandle", "TestCase",
-           "VERDICTS",
+           "GRADING_ERROR", "VERDICTS", "error_row",
            "extract_code", "grade", "load_problems", "parse_problem_row",
            "start_server"]

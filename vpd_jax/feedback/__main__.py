@@ -14,6 +14,7 @@ import json
 import sys
 import time
 
+from vpd_jax.feedback import bwrap
 from vpd_jax.feedback.limits import Limits
 from vpd_jax.feedback.pool import GradingPool
 from vpd_jax.feedback.problems import ProblemFormatError, iter_jsonl, load_problems
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--memory-mb", type=int, default=Limits.memory_mb)
     args = parser.parse_args(argv)
     limits = Limits(time_s=args.time_limit, memory_mb=args.memory_mb)
+    bwrap.become_subreaper()  # this process only grades
     started = time.monotonic()
     try:
         verdicts = grade_files(args.problems, args.solutions, args.out,

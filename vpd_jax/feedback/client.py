@@ -5,6 +5,11 @@ on the way (connection refused or reset, timeout, 5xx) is simply sent again,
 after a short backoff. A 4xx answer is our mistake (a malformed problem) and
 is raised at once with the server's message.
 
+A server that still fails after the retries is restarted when it is ours
+(started by `start_server`) and the chunk graded once more; if that fails
+too, the chunk's rows are grading errors (`grading.error_row`), logged, so
+a training run outlives its grader.
+
 A large batch is sent as chunks, a few in flight at once: each request
 stays well inside its timeout (a timed-out request would be graded again
 from scratch), and the server's workers stay busy across chunk boundaries.
@@ -18,10 +23,12 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 
+from vpd_jax.feedback.grading import error_row
 from vpd_jax.feedback.limits import Limits
 from vpd_jax.feedback.problems import Problem
 
@@ -30,20 +37,30 @@ class FeedbackError(RuntimeError):
     """The server could not be reached, or refused the request."""
 
 
+class FeedbackRejected(FeedbackError):
+    """A 4xx answer: the request itself was wrong (a bug of the caller's)."""
+
+
 class FeedbackClient:
     """Talks to one `python -m vpd_jax.feedback.server` over HTTP."""
 
     def __init__(self, address: str, timeout_s: float = 600.0,
                  retries: int = 3, backoff_s: float = 0.5,
-                 chunk_size: int = 32, max_in_flight: int = 4):
+                 chunk_size: int = 32, max_in_flight: int = 4,
+                 server: "ServerHandle | None" = None):
         if "://" in address:
             address = address.split("://", 1)[1]
-        self.address = address.rstrip("/")
+        self._address = address.rstrip("/")
+        self.server = server  # ours to restart when it dies
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
         self.chunk_size = max(1, chunk_size)
         self.max_in_flight = max(1, max_in_flight)
+
+    @property
+    def address(self) -> str:
+        return self.server.address if self.server else self._address
 
     def _request(self, method: str, path: str, payload: dict | None = None,
                  timeout_s: float | None = None) -> dict:
@@ -63,7 +80,7 @@ class FeedbackClient:
             except urllib.error.HTTPError as e:
                 message = _error_message(e)
                 if 400 <= e.code < 500:
-                    raise FeedbackError(f"{url}: {e.code}: {message}") from None
+                    raise FeedbackRejected(f"{url}: {e.code}: {message}") from None
                 last_error = FeedbackError(f"{url}: {e.code}: {message}")
             except (urllib.error.URLError, OSError, ValueError) as e:
                 last_error = e  # refused, reset, timed out, torn body
@@ -87,12 +104,38 @@ class FeedbackClient:
         return [result for part in parts for result in part]
 
     def _grade_chunk(self, items, limits) -> list[dict]:
+        """Rows for one chunk. A server that stops answering is restarted
+        (when it is ours) and the chunk graded once more; if that fails too,
+        its rows are grading errors, logged, and the caller carries on."""
+        generation = self.server.generation if self.server else 0
+        try:
+            return self._post_chunk(items, limits)
+        except FeedbackRejected:
+            raise
+        except FeedbackError as e:
+            error = e
+        if self.server is not None:
+            try:
+                self.server.restart(generation, reason=str(error))
+                return self._post_chunk(items, limits)
+            except FeedbackRejected:
+                raise
+            except FeedbackError as e:
+                error = e
+        print(f"vpd_jax.feedback: {len(items)} solutions marked as grading "
+              f"errors: {error}", file=sys.stderr, flush=True)
+        return [error_row(p.question_id, len(p.all_tests),
+                          f"grading server failed: {error}")
+                for p, _ in items]
+
+    def _post_chunk(self, items, limits) -> list[dict]:
         payload = {"items": [{"problem": p.to_row(), "completion": c}
                              for p, c in items],
                    "limits": limits.to_json() if limits else None}
-        results = self._request("POST", "/grade_batch", payload)["results"]
-        if len(results) != len(items):
-            raise FeedbackError(f"server answered {len(results)} results for "
+        answer = self._request("POST", "/grade_batch", payload)
+        results = answer.get("results") if isinstance(answer, dict) else None
+        if not isinstance(results, list) or len(results) != len(items):
+            raise FeedbackError(f"server answered {answer!r:.200} for "
                                 f"{len(items)} items")
         return results
 
@@ -105,14 +148,40 @@ def _error_message(e: urllib.error.HTTPError) -> str:
 
 
 class ServerHandle:
-    """A running server subprocess; closing it drains and stops it."""
+    """A running server subprocess; closing it drains and stops it.
 
-    def __init__(self, process: subprocess.Popen, address: str):
+    Clients made by `client()` restart it when it stops answering (killed
+    for memory, crashed): `restart` is idempotent per failure, so chunks
+    that fail together restart it once.
+    """
+
+    def __init__(self, process: subprocess.Popen, address: str,
+                 start_args: dict | None = None):
         self.process = process
         self.address = address
+        self.generation = 0  # restarts so far
+        self._start_args = start_args or {}
+        self._lock = threading.Lock()
 
     def client(self, **kwargs) -> FeedbackClient:
-        return FeedbackClient(self.address, **kwargs)
+        return FeedbackClient(self.address, server=self, **kwargs)
+
+    def restart(self, seen_generation: int, reason: str = "") -> None:
+        """Starts a fresh server, unless another caller already did since
+        `seen_generation`. Raises FeedbackError if it does not start."""
+        with self._lock:
+            if self.generation != seen_generation:
+                return
+            print(f"vpd_jax.feedback: restarting the grading server (pid "
+                  f"{self.process.pid}, exit code {self.process.poll()}): "
+                  f"{reason}", file=sys.stderr, flush=True)
+            self.process.kill()
+            self.process.wait()
+            if self.process.stdout:
+                self.process.stdout.close()
+            fresh = start_server(**self._start_args)
+            self.process, self.address = fresh.process, fresh.address
+            self.generation += 1
 
     def close(self, timeout_s: float = 60.0) -> None:
         """SIGTERM (the server drains), then SIGKILL if it does not exit."""
@@ -169,7 +238,10 @@ def start_server(workers: int | None = None, host: str = "127.0.0.1",
         process.kill()
         process.wait()
         raise FeedbackError(f"feedback server said {line!r}, not READY")
-    handle = ServerHandle(process, line.split()[1].decode())
+    handle = ServerHandle(process, line.split()[1].decode(), dict(
+        workers=workers, host=host, port=port,
+        startup_timeout_s=startup_timeout_s,
+        env=env))
     try:
         handle.client(retries=5, backoff_s=0.2).health()
     except FeedbackError:

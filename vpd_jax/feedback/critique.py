@@ -5,10 +5,11 @@ then for the first failing test its input, the expected and the actual
 output, or the exception with the program's own line numbers, or the limit
 it hit. A hidden (private) test is never quoted: public tests give feedback,
 private tests only give the reward, so the teacher cannot learn the answers
-of the tests that decide it. On a hidden test the program's own output,
-exception message and stderr are withheld too, since a program can echo
-its input into them; its exception type and the lines it failed on stay. Fields are cut to ~250 characters and the
-whole text to ~2,000, keeping the teacher prompt short.
+of the tests that decide it. On a hidden test the critique is the verdict
+and the test's number alone: everything else the program controls
+(exception type and message, traceback, exit code, output, stderr) and
+could spell the hidden input with. Fields are cut to ~250 characters and
+the whole text to ~2,000, keeping the teacher prompt short.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import dataclasses
 
 FIELD_CHARS = 250
 TOTAL_CHARS = 2000
+_LIMIT_VERDICTS = ("time_limit_exceeded", "memory_limit_exceeded",
+                   "output_limit_exceeded")
 
 VERDICT_TITLES = {
     "accepted": "Accepted",
@@ -61,8 +64,7 @@ def _block(label: str, text: str) -> str:
 
 
 def _exception(f: Failure) -> list[str]:
-    message = "(message withheld on a hidden test)" if f.hidden else f.exc_msg
-    lines = [f"{f.exc_type}: {truncate(message, 300)}".rstrip(": ")]
+    lines = [f"{f.exc_type}: {truncate(f.exc_msg, 300)}".rstrip(": ")]
     if f.frames:
         lines.append("Traceback (innermost last), in your code:")
         for lineno, func, source in f.frames[-5:]:
@@ -87,18 +89,23 @@ def critique_text(*, verdict: str, tests_passed: int, tests_total: int,
         return _cap("\n".join(parts))
     number = failure.test_index + 1
     if failure.hidden:
-        parts.append(f"Failed on test {number}, a hidden test: its input and "
-                     f"expected output are not shown.")
-    else:
-        parts.append(f"Failed on test {number}.")
-        parts.append(_block("Input", failure.test_input))
-        if verdict == "wrong_answer":
-            parts.append(_block("Expected output", failure.expected))
+        # Verdict and index only: every other field (exception type, message,
+        # traceback names and lines, exit code, signal, stderr, even which
+        # line differs) is something the program chooses, so it could spell
+        # out the hidden input there. The limit is the grader's own text.
+        parts.append(f"Failed on test {number}, a hidden test: its input, "
+                     f"expected output and the program's output and errors "
+                     f"on it are not shown.")
+        if failure.limit and verdict in _LIMIT_VERDICTS:
+            parts.append(f"Limit: {failure.limit}.")
+        return _cap("\n".join(parts))
+    parts.append(f"Failed on test {number}.")
+    parts.append(_block("Input", failure.test_input))
     if verdict == "wrong_answer":
-        # Even "line 3 differs" would say something about a hidden output.
-        if not failure.hidden and failure.actual is not None:
+        parts.append(_block("Expected output", failure.expected))
+        if failure.actual is not None:
             parts.append(_block("Your output", failure.actual))
-        if failure.reason and not failure.hidden:
+        if failure.reason:
             parts.append(f"({failure.reason})")
     elif verdict in ("runtime_error", "memory_limit_exceeded",
                      "compile_error"):
@@ -106,11 +113,10 @@ def critique_text(*, verdict: str, tests_passed: int, tests_total: int,
             parts.extend(_exception(failure))
         elif failure.reason:
             parts.append(failure.reason)
-            if failure.stderr_tail and not failure.hidden:
+            if failure.stderr_tail:
                 parts.append(_block("Stderr (last lines)",
                                     failure.stderr_tail))
-    if verdict in ("time_limit_exceeded", "memory_limit_exceeded",
-                   "output_limit_exceeded") and failure.limit:
+    if verdict in _LIMIT_VERDICTS and failure.limit:
         parts.append(f"Limit: {failure.limit}.")
     if (verdict in ("time_limit_exceeded", "output_limit_exceeded")
         and failure.reason):

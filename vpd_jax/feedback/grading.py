@@ -35,6 +35,9 @@ from vpd_jax.feedback.sandbox import RunResult, Sandbox
 VERDICTS = ("accepted", "wrong_answer", "runtime_error",
             "time_limit_exceeded", "memory_limit_exceeded",
             "output_limit_exceeded", "compile_error", "no_code")
+# Not a verdict on the program: the grader (or its server) failed on it.
+# Such a row has reward 0.0 and an "error" field; see error_row.
+GRADING_ERROR = "grading_error"
 
 _DEFAULT_SANDBOX: Sandbox | None = None
 _DEFAULT_LOCK = threading.Lock()
@@ -89,6 +92,10 @@ def judge_run(run: RunResult, *, functional: bool, expected: str,
     if status == "exception" and frame.get("exc_type") == "MemoryError":
         return "memory_limit_exceeded", _exc(frame) | {
             "limit": f"{limits.memory_mb} MiB of memory"}
+    if run.record_error:  # the program wrote its own (forged) record
+        return "runtime_error", {"reason": f"The program corrupted the "
+                                           f"grader's result record "
+                                           f"({run.record_error})."}
     if run.frame is None:
         if run.signal == signal.SIGKILL:
             return "memory_limit_exceeded", {
@@ -135,11 +142,10 @@ def _jsonable(value) -> bool:
     return True
 
 
-def _exc(frame: dict) -> dict:
-    return {"exc_type": str(frame.get("exc_type", "")),
-            "exc_msg": str(frame.get("exc_msg", "")),
-            "frames": [f for f in frame.get("frames", [])
-                       if isinstance(f, list) and len(f) == 3]}
+def _exc(frame: dict) -> dict:  # fields typed by record.check
+    return {"exc_type": frame.get("exc_type", ""),
+            "exc_msg": frame.get("exc_msg", ""),
+            "frames": frame.get("frames", [])}
 
 
 def _result(problem: Problem, verdict: str, passed: int, total: int,
@@ -148,6 +154,17 @@ def _result(problem: Problem, verdict: str, passed: int, total: int,
     return {"question_id": problem.question_id, "passed": ok,
             "reward": 1.0 if ok else 0.0, "verdict": verdict,
             "tests_passed": passed, "tests_total": total, "critique": critique}
+
+
+def error_row(question_id: str, tests_total: int, error: str) -> dict:
+    """The row of a solution the grader failed on (an error of ours: the
+    sandbox did not start, the server crashed twice): reward 0.0, and
+    `error` says what happened, so a trainer can count or mask such rows."""
+    return {"question_id": question_id, "passed": False, "reward": 0.0,
+            "verdict": GRADING_ERROR, "tests_passed": 0,
+            "tests_total": tests_total, "error": error[:500],
+            "critique": "Grading error: the grader failed on this solution "
+                        "(not the program's fault); no verdict."}
 
 
 def grade(problem: Problem, completion: str, *, limits: Limits | None = None,

@@ -32,10 +32,20 @@ class Limits:
         if not data:
             return cls()
         fields = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(data, dict):
+            raise ValueError(f"limits must be an object, got "
+                             f"{type(data).__name__}")
         unknown = set(data) - fields
         if unknown:
             raise ValueError(f"unknown limit(s) {sorted(unknown)}; known: "
                              f"{sorted(fields)}")
+        for name, value in data.items():
+            if value is None and name == "wall_s":
+                continue
+            if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                    or not 0 < value < 1e12):
+                raise ValueError(f"limit {name}={value!r}: expected a "
+                                 f"positive number")
         return cls(**data)
 
     def harness_json(self) -> dict:

@@ -4,15 +4,19 @@ Two isolation modes, chosen once per process (`detect_mode`):
 
 * `bwrap` (bwrap.py): every namespace unshared (no network; a PID namespace
   dies with the sandbox), only the system and the interpreter visible,
-  read-only, a private tmpfs /tmp, capabilities dropped, dies with the
-  grader, and a seccomp filter refusing new processes (seccomp.py).
+  read-only, private tmpfs /tmp and /dev/shm, capabilities dropped, dies
+  with the grader, a seccomp filter refusing new processes and killing
+  foreign-arch syscalls (seccomp.py), and, for a root grader, a non-root
+  uid outside or a pids cgroup per slot (cgroup.py).
 * `fallback` (fallback.py; no working bubblewrap): a new session, rlimits,
-  a private temp dir as working directory, an audit hook in the harness
-  refusing sockets, ctypes lookups of libc's process/socket calls and new
-  processes (as LiveCodeBench's own guard does), and, when the grader runs
-  as root, a private uid per worker slot whose processes and stray files
-  are swept after each test. The network is only as closed as that hook
-  makes it: use bwrap where the machine allows.
+  a private temp dir as working directory, and in the kernel: Landlock
+  (reads only the system and interpreter trees, writes only its temp dir:
+  no test data, no other process's /proc) and a seccomp filter (no fork,
+  exec, sockets, io_uring or IPC objects); an audit hook as LiveCodeBench's
+  guard; as root, a private uid per worker slot whose processes (zombie
+  leaders included) and stray files are swept after each test. Without
+  Landlock (kernels before 5.13) files stay as readable as that uid's:
+  training refuses this mode unless `feedback.allow_weak_sandbox`.
 
 `VPD_SANDBOX=bwrap|fallback` forces a mode (tests cover both). Limits are
 set by the harness on itself after exec (never inherited from a big parent
@@ -26,12 +30,10 @@ capped by RLIMIT_FSIZE, and nothing needs draining threads.
 from __future__ import annotations
 
 import dataclasses
-import json
 import marshal
 import os
 import secrets
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -39,7 +41,7 @@ import tempfile
 import threading
 import time
 
-from vpd_jax.feedback import bwrap, fallback, header
+from vpd_jax.feedback import bwrap, cgroup, fallback, header, record, seccomp
 from vpd_jax.feedback.limits import Limits
 
 HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -58,13 +60,14 @@ class RunResult:
     stdout: bytes
     stdout_bytes: int  # size written (stdout holds at most output_bytes)
     stderr_tail: str
-    frame: dict | None  # the harness's result, None if it never wrote one
+    frame: dict | None  # the harness's checked result, None if none or refused
     exit_code: int | None
     signal: int | None
     timed_out: bool  # wall limit hit and killed by the parent
     started: bool  # the harness finished its setup and ran the program
     cpu_s: float
     wall_s: float
+    record_error: str = ""  # why a record that was written was refused
 
 
 def interpreter() -> str:
@@ -77,6 +80,12 @@ def site_paths() -> list[str]:
     """Where the grader finds third-party packages (numpy, for programs)."""
     return [p for p in sys.path
             if p.endswith("site-packages") and os.path.isdir(p)]
+
+
+def _real_dirs(paths: list[str]) -> list[str]:
+    """Real paths, deduplicated: bwrap binds a venv reached through a
+    symlink at its real place, so the program's sys.path must name that."""
+    return list(dict.fromkeys(os.path.realpath(p) for p in paths))
 
 
 def bwrap_available() -> bool:
@@ -137,26 +146,87 @@ class Sandbox:
         self.limits = limits or Limits()
         self._python = interpreter()
         self._header = header.header_names()
-        self._site = site_paths()
+        self._site = _real_dirs(site_paths())
         self._as_root = os.geteuid() == 0
-        self._prefix = (bwrap.prefix(HARNESS, self._site)
-                        if self.mode == "bwrap" else [])
+        self._prefix: list[str] = []
+        self._bwrap_as_slot = False  # bwrap started as the slot's uid
+        self._pids_cgroup = False  # else: a pids cgroup per slot (as root)
+        if self.mode == "bwrap":
+            self._init_bwrap()
         self._dir_fds: dict[str, int] = {}
-        if self.mode == "fallback" and self._as_root:
-            stdlib = os.path.dirname(os.__file__)
-            self._dir_fds = fallback.import_dir_fds(
-                [stdlib, os.path.join(stdlib, "lib-dynload")] + self._site)
+        self._confine: dict | None = None
+        if self.mode == "fallback":
+            if self._as_root:
+                stdlib = os.path.dirname(os.__file__)
+                self._dir_fds = fallback.import_dir_fds(
+                    [stdlib, os.path.join(stdlib, "lib-dynload")]
+                    + self._site)
+            self._confine = {
+                "landlock_abi": fallback.landlock_abi(),
+                "seccomp": seccomp.fallback_filter() or b"",
+                "read_dirs": [os.path.realpath(r) for r in
+                              bwrap.visible_roots(self._site)],
+                "list_dirs": bwrap.split_dirs(self._site),
+                "read_files": ["/dev/null", "/dev/zero", "/dev/random",
+                               "/dev/urandom"]}
+            self._check_confinement()
+
+    def _check_confinement(self) -> None:
+        """One trivial run at start, so a kernel that refuses the fallback's
+        Landlock or seccomp setup fails here, loudly, not every test."""
+        try:
+            self.run("pass", mode="stdin")
+        except SandboxError as e:
+            raise SandboxError(
+                f"the fallback sandbox cannot confine programs here ({e}); "
+                f"run where bubblewrap works, or report this kernel") from None
+
+    def _init_bwrap(self) -> None:
+        """As root, bwrap runs as the slot's uid when this host allows it
+        (unprivileged user namespaces, an interpreter that uid can reach):
+        then the sandbox is not root outside and RLIMIT_NPROC counts its
+        tasks. Else a pids cgroup per slot caps them (cgroup.py)."""
+        self._prefix = bwrap.prefix(HARNESS, self._site)
+        if not self._as_root:
+            return
+        self._bwrap_as_slot = bwrap.available(
+            self._python, HARNESS, args=self._prefix,
+            user=fallback.slot_uid(0))
+        self._pids_cgroup = (not self._bwrap_as_slot) and cgroup.available()
+
+    def enter_slot(self, slot: int) -> None:
+        """Called once by a thread that will run only this slot's tests (a
+        pool worker): it joins the slot's pids cgroup now, so its runs need
+        no per-test migration (cgroup.py). Only in a subreaper (the server,
+        the CLI): elsewhere an orphaned sandbox init might stay charged
+        there until the host's init reaps it."""
+        if self._pids_cgroup and bwrap.is_subreaper():
+            cgroup.pin_thread(slot, self.limits.nproc)
 
     def describe(self) -> str:
         """One line for logs and /health: what isolates the programs."""
         if self.mode == "bwrap":
+            who = ("a private uid per slot outside" if self._bwrap_as_slot
+                   else "root outside, tasks capped by a pids cgroup per slot"
+                   if self._pids_cgroup else
+                   "root outside, NO task cap (RLIMIT_NPROC does not bind "
+                   "root; no unprivileged bwrap, no writable pids cgroup "
+                   "here)" if self._as_root
+                   else "the grader's own uid outside")
             return ("bwrap: namespaces (user, pid, net, ipc, uts), read-only "
-                    "system, private tmpfs /tmp, caps dropped, no-fork "
-                    "seccomp, rlimits")
+                    "system, private tmpfs /tmp and /dev/shm, caps dropped, "
+                    f"seccomp (no fork, native syscalls only), rlimits, {who}")
         who = ("a private uid per slot" if self._as_root
                else "the grader's own uid")
+        confine = self._confine or {}
+        landlock = (f"Landlock ABI {confine['landlock_abi']} (reads: system "
+                    f"and interpreter only; writes: its temp dir only)"
+                    if confine.get("landlock_abi") else
+                    "NO Landlock (this kernel lacks it: the program can read "
+                    "every file its uid can)")
         return (f"fallback (no bubblewrap): new session, rlimits, private temp "
-                f"dir, audit hook against sockets/ctypes/processes, {who}")
+                f"dir, {landlock}, seccomp (no fork/exec/sockets/IPC, native "
+                f"syscalls only), audit hook, {who}")
 
     def _slot_uid(self, slot: int) -> int | None:
         if self.mode != "fallback" or not self._as_root:
@@ -195,20 +265,26 @@ class Sandbox:
             # Unprivileged fallback: RLIMIT_NPROC would count every process
             # of the grader's own user, so it would refuse the program's
             # threads on a busy host. New processes are refused by the
-            # audit hook there instead.
+            # seccomp filter (and the audit hook) there instead.
             rlimits["nproc"] = None
+        cgroup_fd = (cgroup.procs_fd(slot, self.limits.nproc)
+                     if self._pids_cgroup and not cgroup.pinned(slot)
+                     else None)
         job = {"code": code, "mode": mode, "func_name": func_name,
                "args": list(args or []),
                "limits": rlimits, "token": token, "uid": uid,
                "path_fds": dict(self._dir_fds) if uid is not None else {},
+               "confine": None, "cgroup_fd": cgroup_fd,
                "audit_guard": self.mode == "fallback",
                "site_paths": list(self._site), "header_names": self._header,
-               "recursion_limit": header.RECURSION_LIMIT}
+               "recursion_limit": header.RECURSION_LIMIT,
+               "record_bytes": record.RECORD_BYTES}
         workdir = None
         if self.mode == "fallback":
             workdir = tempfile.mkdtemp(prefix="vpd-sandbox-")
             if uid is not None:
                 os.chown(workdir, uid, uid)
+            job["confine"] = dict(self._confine, workdir=workdir)
         files = [_temp_file(stdin.encode() if mode == "stdin" else b""),
                  _temp_file(), _temp_file(), _temp_file(marshal.dumps(job)),
                  _temp_file(), _temp_file()]
@@ -216,14 +292,18 @@ class Sandbox:
         filter_file = bwrap.seccomp_file() if self.mode == "bwrap" else None
         if filter_file is not None:
             files.append(filter_file)
+        info_file = _temp_file() if self.mode == "bwrap" else None
+        if info_file is not None:
+            files.append(info_file)
         try:
             result = self._spawn_and_wait(f_in, f_out, f_err, f_job, f_res,
                                           f_started, filter_file, workdir,
-                                          limits)
+                                          limits, slot, cgroup_fd, info_file)
             stdout, size = _read_capped(f_out, limits.output_bytes)
             result.stdout, result.stdout_bytes = stdout, size
             result.stderr_tail = _tail(f_err, _STDERR_TAIL)
-            result.frame = _read_frame(f_res, token)
+            checked = record.read(f_res, token)
+            result.frame, result.record_error = checked.frame, checked.error
             result.started = os.fstat(f_started.fileno()).st_size > 0
             return result
         finally:
@@ -233,12 +313,14 @@ class Sandbox:
                 fallback.kill_uid(uid)
                 fallback.remove_uid_files(uid)
             if workdir is not None:
-                shutil.rmtree(workdir, ignore_errors=True)
+                fallback.remove_tree(workdir)
 
     def _command(self, job_fd: int, res_fd: int, started_fd: int,
-                 seccomp_fd: int | None) -> list[str]:
+                 seccomp_fd: int | None, info_fd: int | None) -> list[str]:
         harness = bwrap.HARNESS_INSIDE if self.mode == "bwrap" else HARNESS
         prefix = list(self._prefix)
+        if info_fd is not None:
+            prefix += ["--info-fd", str(info_fd)]
         if seccomp_fd is not None:
             prefix += ["--seccomp", str(seccomp_fd)]
         return prefix + [self._python, "-I", "-S", "-B", harness,
@@ -254,19 +336,34 @@ class Sandbox:
                 "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                 "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
 
+    def _spawn_ids(self, slot: int) -> dict:
+        if not self._bwrap_as_slot:
+            return {}
+        uid = fallback.slot_uid(slot)
+        return {"user": uid, "group": uid, "extra_groups": []}
+
     def _spawn_and_wait(self, f_in, f_out, f_err, f_job, f_res, f_started,
-                        filter_file, workdir, limits: Limits) -> RunResult:
+                        filter_file, workdir, limits: Limits,
+                        slot: int, job_cgroup_fd: int | None,
+                        info_file) -> RunResult:
         job_fd, res_fd = f_job.fileno(), f_res.fileno()
         started_fd = f_started.fileno()
         fds = [job_fd, res_fd, started_fd, *self._dir_fds.values()]
+        if job_cgroup_fd is not None:
+            fds.append(job_cgroup_fd)
         seccomp_fd = filter_file.fileno() if filter_file is not None else None
         if seccomp_fd is not None:
             fds.append(seccomp_fd)
+        info_fd = info_file.fileno() if info_file is not None else None
+        if info_fd is not None:
+            fds.append(info_fd)
         start = time.perf_counter()
         proc = subprocess.Popen(
-            self._command(job_fd, res_fd, started_fd, seccomp_fd), stdin=f_in,
+            self._command(job_fd, res_fd, started_fd, seccomp_fd, info_fd),
+            stdin=f_in,
             stdout=f_out, stderr=f_err, pass_fds=fds, cwd=workdir,
-            env=self._env(workdir), start_new_session=True)
+            env=self._env(workdir), start_new_session=True,
+            **self._spawn_ids(slot))
         timed_out = False
         try:
             pidfd = os.pidfd_open(proc.pid)
@@ -293,6 +390,8 @@ class Sandbox:
             except (ProcessLookupError, PermissionError):
                 pass
         status, cpu_s = _reap(proc)
+        if info_file is not None:
+            bwrap.reap_init(info_file)
         wall = time.perf_counter() - start
         exit_code = sig = None
         if os.WIFSIGNALED(status):
@@ -319,17 +418,3 @@ def _reap(proc: subprocess.Popen) -> tuple[int, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     return status, usage.ru_utime + usage.ru_stime
 
-
-def _read_frame(f, token: str) -> dict | None:
-    """The harness's result, or None if missing, torn, or not from the harness."""
-    f.seek(0)
-    data = f.read(64 << 20)
-    if not data:
-        return None
-    try:
-        frame = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(frame, dict) or frame.get("token") != token:
-        return None
-    return frame

@@ -28,10 +28,12 @@ import http.server
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 
+from vpd_jax.feedback import bwrap
 from vpd_jax.feedback.limits import Limits
 from vpd_jax.feedback.pool import GradingPool, default_workers
 from vpd_jax.feedback.problems import ProblemFormatError, parse_problem_row
@@ -44,6 +46,15 @@ class _BadRequest(ValueError):
 
 
 def _parse_request(body: bytes) -> tuple[list, Limits | None]:
+    """Items and limits of a request, or _BadRequest saying what is wrong:
+    any body at all (nesting too deep to parse included) gets an answer."""
+    try:
+        return _parse_request_unchecked(body)
+    except RecursionError:
+        raise _BadRequest("request nested too deeply") from None
+
+
+def _parse_request_unchecked(body: bytes) -> tuple[list, Limits | None]:
     try:
         request = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
@@ -77,6 +88,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     # idle keep-alive connection.
     protocol_version = "HTTP/1.0"
     timeout = 120  # a client that stalls mid-request cannot pin a thread
+    # ...nor one that drips a byte now and then: the request line, headers
+    # and body must all arrive within this, or the connection is cut.
+    read_deadline_s = 300.0
+
+    def setup(self):
+        super().setup()
+        self._deadline = threading.Timer(self.read_deadline_s, self._cut)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _cut(self):
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def finish(self):
+        self._deadline.cancel()
+        super().finish()
 
     def log_message(self, format, *args):  # quiet: one line per error only
         pass
@@ -109,8 +139,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not 0 <= length <= MAX_REQUEST_BYTES:
             self._reply(400, {"error": "missing or bad Content-Length"})
             return
+        body = self.rfile.read(length)
+        self._deadline.cancel()  # read in time: grading may take long
         try:
-            items, limits = _parse_request(self.rfile.read(length))
+            items, limits = _parse_request(body)
         except _BadRequest as e:
             self._reply(400, {"error": str(e)})
             return
@@ -151,6 +183,7 @@ def _watch_parent(parent_pid: int, stop: threading.Event) -> None:
 
 def serve(host: str, port: int, workers: int | None,
           parent_pid: int | None = None) -> None:
+    bwrap.become_subreaper()  # this process only grades
     pool = GradingPool(workers)
     httpd = FeedbackHTTPServer((host, port), pool)
     stop = threading.Event()
