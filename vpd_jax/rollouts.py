@@ -90,8 +90,12 @@ def self_critique_prompts(rollouts: Sequence[Rollout], task, tokenizer) -> tuple
 
 
 def to_rows(rollouts: Sequence[Rollout]) -> list[Row]:
+    """Packing rows. A rollout the grader failed on (verdict grading_error:
+    the grader's fault, not the program's) is packed untrained: its reward 0
+    and its "grading error" critique would teach nothing true."""
     return [Row(student_prompt=r.prompt_ids, teacher_prompt=r.teacher_prompt_ids, response=r.response_ids,
-                reward=r.reward, group=r.group, old_logp=r.logprobs) for r in rollouts]
+                reward=r.reward, group=r.group, old_logp=r.logprobs,
+                trained=r.grade.get("verdict") != "grading_error") for r in rollouts]
 
 
 def rollout_stats(rollouts: Sequence[Rollout]) -> dict:
