@@ -18,18 +18,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _tokenizer(path: str):
-    """The source's tokenizer, or None for an HF directory that has none."""
-    from vpd_jax.models import load_tokenizer
-
-    if os.path.isdir(path) and not any(os.path.exists(os.path.join(path, f))
-                                       for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
-        return None
-    return load_tokenizer(path)
-
-
 def convert(model: str, out: str, dtype: str = "float32", log=print) -> str:
     from vpd_jax.models import load_pretrained
+    from vpd_jax.models.loading import find_tokenizer
     from vpd_jax.models.orbax_params import save_orbax_params
     from vpd_jax.sharding import make_mesh
 
@@ -39,7 +30,7 @@ def convert(model: str, out: str, dtype: str = "float32", log=print) -> str:
     config, params = load_pretrained(model, mesh=make_mesh(), dtype=dtype, param_dtype=dtype)
     log(f"convert: {config.arch}, {config.num_layers} layers, {config.num_params() / 1e6:.1f}M params "
         f"loaded in {time.time() - t0:.1f}s")
-    tokenizer = _tokenizer(model)
+    tokenizer = find_tokenizer(model)
     if tokenizer is None:
         log(f"convert: note: {model} has no tokenizer files; the output will have none either")
     save_orbax_params(out, config, params, tokenizer)

@@ -162,7 +162,7 @@ def test_gradients_match_transformers(fixture, request):
     ours = jax.jit(jax.grad(nll))(params)
     ref = _torch_nll_grads(path, tokens, mask)
     table = hf_name_table(config)  # maps HF layouts onto ours; linear, so it maps gradients too
-    ref = assemble_params(config, lambda name, i: table[name][1](ref[table[name][0].format(i=i)]), "torch")
+    ref = assemble_params(config, lambda name, i: table[name][1].to_ours(ref[table[name][0].format(i=i)]), "torch")
     assert jax.tree.structure(ours) == jax.tree.structure(ref)
     for (name, g), r in zip(jax.tree_util.tree_leaves_with_path(ours), jax.tree.leaves(ref)):
         r = np.asarray(r)

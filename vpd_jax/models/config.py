@@ -165,6 +165,35 @@ class ModelConfig:
         kw.update(overrides)
         return cls(**kw)
 
+    def to_hf_config(self, dtype: str = "float32") -> dict:
+        """The transformers `config.json` of this architecture (export's
+        inverse of from_hf_config: from_hf_config(to_hf_config()) == self up
+        to the numerics fields). dtype is the stored weights' dtype."""
+        if self.rope_type == "freq_factors":
+            raise ValueError(
+                "this model's rope scaling is a table of per-frequency factors (read from a GGUF "
+                "rope_freqs tensor), which a transformers config.json cannot express; export the model "
+                "from its Hugging Face checkpoint instead, where the scaling is given by its parameters")
+        hf_arch = {"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM"}[self.arch]
+        eos = list(self.eos_token_ids)
+        hf = dict(
+            architectures=[hf_arch], model_type=self.arch, vocab_size=self.vocab_size,
+            hidden_size=self.hidden_size, intermediate_size=self.intermediate_size,
+            num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
+            num_key_value_heads=self.num_kv_heads, head_dim=self.head_dim, hidden_act="silu",
+            rms_norm_eps=self.rms_norm_eps, rope_theta=self.rope_theta,
+            # the legacy spelling: transformers 4.x reads only it, 5.x converts it
+            rope_scaling=self.rope_dict or None, max_position_embeddings=self.max_position_embeddings,
+            tie_word_embeddings=self.tie_word_embeddings, attention_bias=False,
+            bos_token_id=self.bos_token_id, eos_token_id=eos[0] if len(eos) == 1 else (eos or None),
+            pad_token_id=self.pad_token_id, torch_dtype=dtype, use_cache=True,
+        )
+        if self.arch == "llama":
+            hf["mlp_bias"] = False
+        else:
+            hf.update(use_sliding_window=False, sliding_window=None)
+        return hf
+
     @classmethod
     def from_hf_dir(cls, path: str, **overrides) -> "ModelConfig":
         cfg_path = os.path.join(path, "config.json")
