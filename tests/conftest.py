@@ -28,16 +28,26 @@ TINY_LLAMA = dict(vocab_size=160, hidden_size=64, intermediate_size=96, num_hidd
                   max_position_embeddings=256, eos_token_id=2, bos_token_id=1,
                   rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                 "high_freq_factor": 4.0, "original_max_position_embeddings": 16})
+# OLMo-3: post-norms, q/k norm over all heads, 3 sliding-window layers (window
+# 5, far shorter than the test sequences) then a full one; linear rope
+# scaling on the full layer only, so the two layer kinds also rotate differently.
+TINY_OLMO3 = dict(vocab_size=160, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, sliding_window=5,
+                  eos_token_id=2, bos_token_id=1, pad_token_id=0,
+                  rope_parameters={"full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0},
+                                   "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})
 
 
 def _save_tiny(path, kind: str, shard: bool):
     import torch
     import transformers
 
-    torch.manual_seed(0 if kind == "qwen3" else 1)
+    torch.manual_seed({"qwen3": 0, "llama": 1, "olmo3": 2}[kind])
     if kind == "qwen3":
         cfg = transformers.Qwen3Config(**TINY_QWEN3)
         model = transformers.Qwen3ForCausalLM(cfg)
+    elif kind == "olmo3":
+        model = transformers.Olmo3ForCausalLM(transformers.Olmo3Config(**TINY_OLMO3))
     else:
         cfg = transformers.LlamaConfig(**TINY_LLAMA)
         model = transformers.LlamaForCausalLM(cfg)
@@ -58,6 +68,11 @@ def tiny_qwen3_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory):
     return _save_tiny(tmp_path_factory.mktemp("llama"), "llama", shard=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_olmo3_dir(tmp_path_factory):
+    return _save_tiny(tmp_path_factory.mktemp("olmo3"), "olmo3", shard=False)
 
 
 def smollm2_gguf_path():

@@ -38,7 +38,7 @@ def _left_padded(seed, t, pads):
     return np.where(mask == 1, _tokens(seed, len(pads), t), 0), mask
 
 
-@pytest.mark.parametrize("fixture", ["tiny_qwen3_dir", "tiny_llama_dir"])
+@pytest.mark.parametrize("fixture", ["tiny_qwen3_dir", "tiny_llama_dir", "tiny_olmo3_dir"])
 def test_logits_match_transformers(fixture, request):
     path = request.getfixturevalue(fixture)
     config, params = load_pretrained(path)
@@ -57,6 +57,18 @@ def test_config_reads_hf_fields(tiny_qwen3_dir, tiny_llama_dir):
     assert os.path.exists(os.path.join(tiny_llama_dir, "model.safetensors.index.json"))  # sharded
 
 
+def test_olmo3_config_and_sliding_window(tiny_olmo3_dir):
+    """The window is real: a token further back than it changes the full
+    layer's output only, so logits move; keys inside it are what sliding
+    layers see. Checked through transformers above; here the config."""
+    c = ModelConfig.from_hf_dir(tiny_olmo3_dir)
+    assert (c.arch, c.qk_norm, c.qk_norm_all_heads, c.post_norms, c.sliding_window) == ("olmo3", True, True, True, 5)
+    assert c.sliding_layers == (True, True, True, False)
+    assert c.rope_dict == {"rope_type": "linear", "factor": 2.0} and c.local_rope_theta is None
+    assert c.local_rope().rope_scaling is None
+    assert ModelConfig.from_json(json.loads(json.dumps(c.to_json()))) == c
+
+
 def test_left_padding_matches_transformers(tiny_qwen3_dir):
     config, params = load_pretrained(tiny_qwen3_dir)
     tokens, mask = _left_padded(1, 12, [5, 0, 2])
@@ -69,7 +81,9 @@ def test_left_padding_matches_transformers(tiny_qwen3_dir):
     np.testing.assert_allclose(ours[0, 5:], alone[0], atol=1e-5, rtol=0)
 
 
-def test_sharded_mesh_equals_one_device(tiny_qwen3_dir):
+@pytest.mark.parametrize("fixture", ["tiny_qwen3_dir", "tiny_olmo3_dir"])
+def test_sharded_mesh_equals_one_device(fixture, request):
+    tiny_qwen3_dir = request.getfixturevalue(fixture)
     tokens = _tokens(2, 8, 16)
     config, params1 = load_pretrained(tiny_qwen3_dir)
     one = np.asarray(jax.jit(forward, static_argnums=0)(config, params1, tokens))
@@ -141,7 +155,7 @@ def _torch_nll_grads(path, tokens, mask):
     return {n: p.grad.numpy() for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("fixture", ["tiny_qwen3_dir", "tiny_llama_dir"])
+@pytest.mark.parametrize("fixture", ["tiny_qwen3_dir", "tiny_llama_dir", "tiny_olmo3_dir"])
 def test_gradients_match_transformers(fixture, request):
     """Every parameter gradient of a left-padded batch equals PyTorch
     autograd's on the same checkpoint: the check on the model's hand-written

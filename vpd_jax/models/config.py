@@ -16,7 +16,10 @@ SUPPORTED_ARCHITECTURES = {
     "LlamaForCausalLM": "llama",
     "Qwen3ForCausalLM": "qwen3",
     "MistralForCausalLM": "llama",
+    "Olmo3ForCausalLM": "olmo3",
 }
+ARCHS = ("llama", "qwen3", "olmo3")
+LAYER_TYPES = ("full_attention", "sliding_attention")
 # "freq_factors": per-frequency divisors stored as a tensor (llama.cpp's
 # `rope_freqs.weight`, how GGUF files carry llama3 scaling).
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "freq_factors")
@@ -27,7 +30,9 @@ ATTENTION_IMPLS = ("auto", "xla", "cudnn")
 class ModelConfig:
     """Shape and numerics of a decoder-only transformer."""
 
-    arch: str = "llama"  # "llama" or "qwen3" (adds per-head q/k RMSNorm)
+    # "llama"; "qwen3" (+ per-head q/k RMSNorm); "olmo3" (RMSNorm after attention
+    # and MLP instead of before, q/k RMSNorm over all heads at once)
+    arch: str = "llama"
     vocab_size: int = 32000
     hidden_size: int = 512  # D
     intermediate_size: int = 1376  # F, SwiGLU width
@@ -45,6 +50,13 @@ class ModelConfig:
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()
     pad_token_id: int | None = None
+    # Sliding-window attention: layer_types[i] is "full_attention" or
+    # "sliding_attention" (None: all full); a sliding layer's query at position
+    # p sees keys at positions > p - sliding_window, and rotates q/k with
+    # local_rope_theta (None: rope_theta) and no rope scaling.
+    sliding_window: int | None = None
+    layer_types: tuple[str, ...] | None = None
+    local_rope_theta: float | None = None
     param_dtype: str = "float32"  # master weights
     compute_dtype: str = "float32"  # matmuls / activations ("bfloat16" on TPU)
     remat: str = "full"  # backward-pass recomputation: "none" | "full" | "save_dots"
@@ -55,8 +67,14 @@ class ModelConfig:
     attention: str = "auto"
 
     def __post_init__(self):
-        if self.arch not in ("llama", "qwen3"):
-            raise ValueError(f"ModelConfig.arch must be 'llama' or 'qwen3', got {self.arch!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"ModelConfig.arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.layer_types is not None:
+            if len(self.layer_types) != self.num_layers or not set(self.layer_types) <= set(LAYER_TYPES):
+                raise ValueError(f"ModelConfig.layer_types must list one of {LAYER_TYPES} per layer "
+                                 f"({self.num_layers}), got {self.layer_types}")
+            if "sliding_attention" in self.layer_types and not self.sliding_window:
+                raise ValueError("ModelConfig.layer_types has sliding_attention layers but sliding_window is not set")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})"
@@ -78,6 +96,25 @@ class ModelConfig:
     def rope_dict(self) -> dict:
         return dict(self.rope_scaling or ())
 
+    @property
+    def sliding_layers(self) -> tuple[bool, ...]:
+        """Per layer: does it attend within the sliding window?"""
+        return tuple(t == "sliding_attention" for t in (self.layer_types or ("full_attention",) * self.num_layers))
+
+    def local_rope(self) -> "ModelConfig":
+        """The config whose rope the sliding layers use."""
+        return self.replace(rope_theta=self.local_rope_theta or self.rope_theta, rope_scaling=None)
+
+    @property
+    def post_norms(self) -> bool:
+        """OLMo-3: RMSNorm of the attention and MLP outputs, none of their inputs."""
+        return self.arch == "olmo3"
+
+    @property
+    def qk_norm_all_heads(self) -> bool:
+        """q/k RMSNorm over all heads at once (OLMo-3), not per head (Qwen3)."""
+        return self.arch == "olmo3"
+
     def replace(self, **kw) -> "ModelConfig":
         return dataclasses.replace(self, **kw)
 
@@ -85,7 +122,8 @@ class ModelConfig:
     def num_params(self, include_embedding: bool = True) -> int:
         d, f, hd = self.hidden_size, self.intermediate_size, self.head_dim
         attn = d * hd * (2 * self.num_heads + 2 * self.num_kv_heads)
-        per_layer = attn + 3 * d * f + 2 * d + (2 * hd if self.qk_norm else 0)
+        qk = hd * (self.num_heads + self.num_kv_heads if self.arch == "olmo3" else 2)
+        per_layer = attn + 3 * d * f + 2 * d + (qk if self.qk_norm else 0)
         n = self.num_layers * per_layer + d
         if include_embedding:
             n += self.vocab_size * d * (1 if self.tie_word_embeddings else 2)
@@ -118,7 +156,7 @@ class ModelConfig:
                 arch = SUPPORTED_ARCHITECTURES[a]
         if arch is None:
             model_type = hf.get("model_type")
-            arch = {"llama": "llama", "qwen3": "qwen3", "mistral": "llama"}.get(model_type)
+            arch = {"llama": "llama", "qwen3": "qwen3", "mistral": "llama", "olmo3": "olmo3"}.get(model_type)
         if arch is None:
             raise ValueError(
                 f"{source}: unsupported architecture {archs or hf.get('model_type')!r}; "
@@ -128,14 +166,23 @@ class ModelConfig:
             if hf.get(flag):
                 raise ValueError(f"{source}: {flag}=true is not supported (Llama/Qwen3 checkpoints have no biases)")
         if hf.get("sliding_window") and hf.get("use_sliding_window"):
-            raise ValueError(f"{source}: sliding-window attention is not supported")
+            raise ValueError(f"{source}: sliding-window attention is not supported for {arch}")
         act = hf.get("hidden_act", "silu")
         if act != "silu":
             raise ValueError(f"{source}: hidden_act={act!r} is not supported (SwiGLU with silu only)")
         heads = hf["num_attention_heads"]
         rope = hf.get("rope_scaling") or None
-        if rope is None and isinstance(hf.get("rope_parameters"), Mapping):
-            rope = dict(hf["rope_parameters"])  # transformers >= 5 spells it so
+        local_theta = None
+        params = hf.get("rope_parameters")
+        if rope is None and isinstance(params, Mapping) and isinstance(params.get("full_attention"), Mapping):
+            # per layer type (transformers >= 5, models with sliding layers)
+            local = dict(params.get("sliding_attention") or {})
+            if local.get("rope_type", "default") != "default":
+                raise ValueError(f"{source}: rope scaling of the sliding-window layers ({local}) is not supported")
+            local_theta = local.get("rope_theta")
+            params = params["full_attention"]
+        if rope is None and isinstance(params, Mapping):
+            rope = dict(params)  # transformers >= 5 spells it so
         rope_theta = hf.get("rope_theta")
         if rope is not None:
             rope_theta = rope.pop("rope_theta", rope_theta)
@@ -157,11 +204,15 @@ class ModelConfig:
             rope_scaling=tuple(sorted(rope.items())) if rope else None,
             max_position_embeddings=hf.get("max_position_embeddings", 2048),
             tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
-            qk_norm=arch == "qwen3",
+            qk_norm=arch in ("qwen3", "olmo3"),
             bos_token_id=hf.get("bos_token_id"),
             eos_token_ids=eos_ids,
             pad_token_id=hf.get("pad_token_id"),
         )
+        if arch == "olmo3":
+            kw.update(sliding_window=hf.get("sliding_window"), layer_types=tuple(hf["layer_types"]))
+            if local_theta is not None and float(local_theta) != kw["rope_theta"]:
+                kw["local_rope_theta"] = float(local_theta)
         kw.update(overrides)
         return cls(**kw)
 
@@ -174,7 +225,7 @@ class ModelConfig:
                 "this model's rope scaling is a table of per-frequency factors (read from a GGUF "
                 "rope_freqs tensor), which a transformers config.json cannot express; export the model "
                 "from its Hugging Face checkpoint instead, where the scaling is given by its parameters")
-        hf_arch = {"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM"}[self.arch]
+        hf_arch = {"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM", "olmo3": "Olmo3ForCausalLM"}[self.arch]
         eos = list(self.eos_token_ids)
         hf = dict(
             architectures=[hf_arch], model_type=self.arch, vocab_size=self.vocab_size,
@@ -190,8 +241,15 @@ class ModelConfig:
         )
         if self.arch == "llama":
             hf["mlp_bias"] = False
-        else:
+        elif self.arch == "qwen3":
             hf.update(use_sliding_window=False, sliding_window=None)
+        else:  # olmo3
+            # Per layer type as well: transformers 5 reads a lone legacy rope_theta
+            # into the full layers only (the sliding ones get its 500k default).
+            full = {"rope_type": "default", **self.rope_dict, "rope_theta": self.rope_theta}
+            local = dict(rope_type="default", rope_theta=self.local_rope().rope_theta)
+            hf.update(sliding_window=self.sliding_window, layer_types=list(self.layer_types or ()),
+                      rope_parameters={"full_attention": full, "sliding_attention": local})
         return hf
 
     @classmethod
@@ -206,6 +264,7 @@ class ModelConfig:
         d = dataclasses.asdict(self)
         d["rope_scaling"] = dict(self.rope_scaling) if self.rope_scaling else None
         d["eos_token_ids"] = list(self.eos_token_ids)
+        d["layer_types"] = list(self.layer_types) if self.layer_types else None
         return d
 
     @classmethod
@@ -215,6 +274,7 @@ class ModelConfig:
             d["rope_scaling"] = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
                                              for k, v in d["rope_scaling"].items()))
         d["eos_token_ids"] = tuple(d.get("eos_token_ids") or ())
+        d["layer_types"] = tuple(d["layer_types"]) if d.get("layer_types") else None
         return cls(**d)
 
 

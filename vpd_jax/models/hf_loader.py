@@ -77,6 +77,8 @@ def hf_name_table(config: ModelConfig) -> dict:
         "q_norm": ("model.layers.{i}.self_attn.q_norm.weight", same),
         "k_norm": ("model.layers.{i}.self_attn.k_norm.weight", same),
         "mlp_norm": ("model.layers.{i}.post_attention_layernorm.weight", same),
+        "post_attn_norm": ("model.layers.{i}.post_attention_layernorm.weight", same),  # olmo3's
+        "post_mlp_norm": ("model.layers.{i}.post_feedforward_layernorm.weight", same),
         "gate": ("model.layers.{i}.mlp.gate_proj.weight", t),
         "up": ("model.layers.{i}.mlp.up_proj.weight", t),
         "down": ("model.layers.{i}.mlp.down_proj.weight", t),
