@@ -87,7 +87,7 @@ def _transformers_logits(path, tokens):
         return model(input_ids=torch.tensor(tokens, dtype=torch.long)).logits.numpy()
 
 
-@pytest.fixture(scope="module", params=["tiny_qwen3_dir", "tiny_llama_dir", "tiny_olmo3_dir"])
+@pytest.fixture(scope="module", params=["tiny_qwen3_dir", "tiny_llama_dir", "tiny_olmo3_dir", "tiny_gemma3_dir"])
 def exported(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
     source = _source_with_tokenizer(request.getfixturevalue(request.param), tmp / "source")

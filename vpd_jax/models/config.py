@@ -17,8 +17,11 @@ SUPPORTED_ARCHITECTURES = {
     "Qwen3ForCausalLM": "qwen3",
     "MistralForCausalLM": "llama",
     "Olmo3ForCausalLM": "olmo3",
+    "Gemma3ForCausalLM": "gemma3",
 }
-ARCHS = ("llama", "qwen3", "olmo3")
+MODEL_TYPES = {"llama": "llama", "qwen3": "qwen3", "mistral": "llama", "olmo3": "olmo3", "gemma3_text": "gemma3"}
+ARCHS = ("llama", "qwen3", "olmo3", "gemma3")
+ACTIVATIONS = ("silu", "gelu_pytorch_tanh")
 LAYER_TYPES = ("full_attention", "sliding_attention")
 # "freq_factors": per-frequency divisors stored as a tensor (llama.cpp's
 # `rope_freqs.weight`, how GGUF files carry llama3 scaling).
@@ -31,15 +34,19 @@ class ModelConfig:
     """Shape and numerics of a decoder-only transformer."""
 
     # "llama"; "qwen3" (+ per-head q/k RMSNorm); "olmo3" (RMSNorm after attention
-    # and MLP instead of before, q/k RMSNorm over all heads at once)
+    # and MLP instead of before, q/k RMSNorm over all heads at once); "gemma3"
+    # (RMSNorm before and after both blocks, per-head q/k RMSNorm, embeddings
+    # scaled by sqrt(D); its norms' (1 + w) is stored as the weight itself)
     arch: str = "llama"
     vocab_size: int = 32000
     hidden_size: int = 512  # D
-    intermediate_size: int = 1376  # F, SwiGLU width
+    intermediate_size: int = 1376  # F, gated MLP width
+    hidden_act: str = "silu"  # the MLP gate: "silu" (SwiGLU) or "gelu_pytorch_tanh" (Gemma's GeGLU)
     num_layers: int = 4  # L
     num_heads: int = 8  # H, query heads
     num_kv_heads: int = 8  # K, key/value heads (GQA when K < H)
     head_dim: int = 64  # may differ from D / H (Qwen3 does)
+    query_pre_attn_scalar: float | None = None  # attention scores scaled by its -1/2 power (None: head_dim)
     rms_norm_eps: float = 1e-6
     rope_theta: float = 10000.0
     # ("type", ...), ("factor", ...), ...: hashable form of HF's rope_scaling.
@@ -79,6 +86,8 @@ class ModelConfig:
             raise ValueError(
                 f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})"
             )
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"ModelConfig.hidden_act must be one of {ACTIVATIONS}, got {self.hidden_act!r}")
         if self.remat not in ("none", "full", "save_dots"):
             raise ValueError(f"ModelConfig.remat must be 'none', 'full' or 'save_dots', got {self.remat!r}")
         if self.attention not in ATTENTION_IMPLS:
@@ -106,9 +115,19 @@ class ModelConfig:
         return self.replace(rope_theta=self.local_rope_theta or self.rope_theta, rope_scaling=None)
 
     @property
+    def pre_norms(self) -> bool:
+        """RMSNorm of the attention and MLP inputs (all but OLMo-3)."""
+        return self.arch != "olmo3"
+
+    @property
     def post_norms(self) -> bool:
-        """OLMo-3: RMSNorm of the attention and MLP outputs, none of their inputs."""
-        return self.arch == "olmo3"
+        """RMSNorm of the attention and MLP outputs (OLMo-3, Gemma 3)."""
+        return self.arch in ("olmo3", "gemma3")
+
+    @property
+    def embed_scale(self) -> float | None:
+        """Gemma multiplies the embeddings by sqrt(D) (not the tied LM head)."""
+        return self.hidden_size ** 0.5 if self.arch == "gemma3" else None
 
     @property
     def qk_norm_all_heads(self) -> bool:
@@ -123,7 +142,8 @@ class ModelConfig:
         d, f, hd = self.hidden_size, self.intermediate_size, self.head_dim
         attn = d * hd * (2 * self.num_heads + 2 * self.num_kv_heads)
         qk = hd * (self.num_heads + self.num_kv_heads if self.arch == "olmo3" else 2)
-        per_layer = attn + 3 * d * f + 2 * d + (qk if self.qk_norm else 0)
+        norms = d * (2 * self.pre_norms + 2 * self.post_norms)
+        per_layer = attn + 3 * d * f + norms + (qk if self.qk_norm else 0)
         n = self.num_layers * per_layer + d
         if include_embedding:
             n += self.vocab_size * d * (1 if self.tie_word_embeddings else 2)
@@ -156,20 +176,23 @@ class ModelConfig:
                 arch = SUPPORTED_ARCHITECTURES[a]
         if arch is None:
             model_type = hf.get("model_type")
-            arch = {"llama": "llama", "qwen3": "qwen3", "mistral": "llama", "olmo3": "olmo3"}.get(model_type)
+            arch = MODEL_TYPES.get(model_type)
         if arch is None:
             raise ValueError(
                 f"{source}: unsupported architecture {archs or hf.get('model_type')!r}; "
-                f"vpd_jax supports {sorted(SUPPORTED_ARCHITECTURES)} (model_type llama / qwen3 / mistral)"
+                f"vpd_jax supports {sorted(SUPPORTED_ARCHITECTURES)} (model_type {' / '.join(MODEL_TYPES)})"
             )
         for flag in ("attention_bias", "mlp_bias"):
             if hf.get(flag):
                 raise ValueError(f"{source}: {flag}=true is not supported (Llama/Qwen3 checkpoints have no biases)")
         if hf.get("sliding_window") and hf.get("use_sliding_window"):
             raise ValueError(f"{source}: sliding-window attention is not supported for {arch}")
-        act = hf.get("hidden_act", "silu")
-        if act != "silu":
-            raise ValueError(f"{source}: hidden_act={act!r} is not supported (SwiGLU with silu only)")
+        act = hf.get("hidden_activation") or hf.get("hidden_act") or "silu"  # Gemma names it hidden_activation
+        if act not in ACTIVATIONS:
+            raise ValueError(f"{source}: hidden activation {act!r} is not supported (one of {ACTIVATIONS})")
+        for flag in ("final_logit_softcapping", "attn_logit_softcapping", "use_bidirectional_attention"):
+            if hf.get(flag):
+                raise ValueError(f"{source}: {flag}={hf[flag]!r} is not supported")
         heads = hf["num_attention_heads"]
         rope = hf.get("rope_scaling") or None
         local_theta = None
@@ -204,15 +227,18 @@ class ModelConfig:
             rope_scaling=tuple(sorted(rope.items())) if rope else None,
             max_position_embeddings=hf.get("max_position_embeddings", 2048),
             tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
-            qk_norm=arch in ("qwen3", "olmo3"),
+            qk_norm=arch != "llama",
             bos_token_id=hf.get("bos_token_id"),
             eos_token_ids=eos_ids,
             pad_token_id=hf.get("pad_token_id"),
         )
-        if arch == "olmo3":
+        if arch in ("olmo3", "gemma3"):
             kw.update(sliding_window=hf.get("sliding_window"), layer_types=tuple(hf["layer_types"]))
+            local_theta = local_theta if local_theta is not None else hf.get("rope_local_base_freq")
             if local_theta is not None and float(local_theta) != kw["rope_theta"]:
                 kw["local_rope_theta"] = float(local_theta)
+        if arch == "gemma3":
+            kw.update(hidden_act=act, query_pre_attn_scalar=hf.get("query_pre_attn_scalar"))
         kw.update(overrides)
         return cls(**kw)
 
@@ -225,13 +251,15 @@ class ModelConfig:
                 "this model's rope scaling is a table of per-frequency factors (read from a GGUF "
                 "rope_freqs tensor), which a transformers config.json cannot express; export the model "
                 "from its Hugging Face checkpoint instead, where the scaling is given by its parameters")
-        hf_arch = {"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM", "olmo3": "Olmo3ForCausalLM"}[self.arch]
+        hf_arch, model_type = {"llama": ("LlamaForCausalLM", "llama"), "qwen3": ("Qwen3ForCausalLM", "qwen3"),
+                               "olmo3": ("Olmo3ForCausalLM", "olmo3"),
+                               "gemma3": ("Gemma3ForCausalLM", "gemma3_text")}[self.arch]
         eos = list(self.eos_token_ids)
         hf = dict(
-            architectures=[hf_arch], model_type=self.arch, vocab_size=self.vocab_size,
+            architectures=[hf_arch], model_type=model_type, vocab_size=self.vocab_size,
             hidden_size=self.hidden_size, intermediate_size=self.intermediate_size,
             num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
-            num_key_value_heads=self.num_kv_heads, head_dim=self.head_dim, hidden_act="silu",
+            num_key_value_heads=self.num_kv_heads, head_dim=self.head_dim, hidden_act=self.hidden_act,
             rms_norm_eps=self.rms_norm_eps, rope_theta=self.rope_theta,
             # the legacy spelling: transformers 4.x reads only it, 5.x converts it
             rope_scaling=self.rope_dict or None, max_position_embeddings=self.max_position_embeddings,
@@ -243,13 +271,17 @@ class ModelConfig:
             hf["mlp_bias"] = False
         elif self.arch == "qwen3":
             hf.update(use_sliding_window=False, sliding_window=None)
-        else:  # olmo3
+        else:  # olmo3, gemma3
             # Per layer type as well: transformers 5 reads a lone legacy rope_theta
-            # into the full layers only (the sliding ones get its 500k default).
+            # into the full layers only (OLMo-3's sliding ones get its 500k default).
             full = {"rope_type": "default", **self.rope_dict, "rope_theta": self.rope_theta}
             local = dict(rope_type="default", rope_theta=self.local_rope().rope_theta)
             hf.update(sliding_window=self.sliding_window, layer_types=list(self.layer_types or ()),
                       rope_parameters={"full_attention": full, "sliding_attention": local})
+        if self.arch == "gemma3":
+            hf.update(hidden_activation=self.hidden_act, query_pre_attn_scalar=self.query_pre_attn_scalar,
+                      rope_local_base_freq=local["rope_theta"], final_logit_softcapping=None,
+                      attn_logit_softcapping=None)
         return hf
 
     @classmethod

@@ -23,8 +23,9 @@ class Layout:
     """How one tensor's Hugging Face (torch [out, in]) layout maps to ours, both ways.
 
     kind "same" (norms, the embedding), "transpose" ([out, in] <-> [in, out]),
-    "heads_in" (q/k/v: [N*hd, D] <-> [D, N, hd]) or "heads_out" (o:
-    [D, H*hd] <-> [H, hd, D]). Loading (to_ours) and export (to_hf) read the
+    "heads_in" (q/k/v: [N*hd, D] <-> [D, N, hd]), "heads_out" (o:
+    [D, H*hd] <-> [H, hd, D]) or "plus_one" (Gemma's norms scale by 1 + w;
+    we keep 1 + w as the weight, so one RMSNorm serves every family). Loading (to_ours) and export (to_hf) read the
     same table entry, so the two directions cannot drift apart.
     """
 
@@ -35,6 +36,8 @@ class Layout:
     def to_ours(self, w: np.ndarray) -> np.ndarray:
         if self.kind == "same":
             return w
+        if self.kind == "plus_one":
+            return w.astype(np.float32) + 1.0
         if self.kind == "transpose":
             return w.T
         if self.kind == "heads_in":  # [N*hd, D] -> [D, N, hd]
@@ -44,6 +47,8 @@ class Layout:
     def to_hf(self, w: np.ndarray) -> np.ndarray:
         if self.kind == "same":
             return w
+        if self.kind == "plus_one":
+            return w.astype(np.float32) - 1.0
         if self.kind == "transpose":
             return w.T
         if self.kind == "heads_in":  # [D, N, hd] -> [N*hd, D]
@@ -52,7 +57,7 @@ class Layout:
 
     def hf_shape(self, shape: tuple) -> tuple:
         """The HF shape of a tensor whose shape in our layout is `shape`."""
-        if self.kind == "same":
+        if self.kind in ("same", "plus_one"):
             return tuple(shape)
         if self.kind == "transpose":
             return tuple(reversed(shape))
@@ -65,20 +70,24 @@ def hf_name_table(config: ModelConfig) -> dict:
     """our name -> (HF name pattern with {i} for the layer, Layout)."""
     c = config
     same, t = Layout("same"), Layout("transpose")
+    norm = Layout("plus_one") if c.arch == "gemma3" else same
+    # the pre-MLP norm: Llama calls it post_attention_layernorm, which in
+    # OLMo-3 and Gemma 3 is the norm of the attention output
+    mlp_norm = "pre_feedforward_layernorm" if c.arch == "gemma3" else "post_attention_layernorm"
     table = {
         "embed": ("model.embed_tokens.weight", same),
-        "final_norm": ("model.norm.weight", same),
+        "final_norm": ("model.norm.weight", norm),
         "lm_head": ("lm_head.weight", t),
-        "attn_norm": ("model.layers.{i}.input_layernorm.weight", same),
+        "attn_norm": ("model.layers.{i}.input_layernorm.weight", norm),
         "q": ("model.layers.{i}.self_attn.q_proj.weight", Layout("heads_in", c.num_heads, c.head_dim)),
         "k": ("model.layers.{i}.self_attn.k_proj.weight", Layout("heads_in", c.num_kv_heads, c.head_dim)),
         "v": ("model.layers.{i}.self_attn.v_proj.weight", Layout("heads_in", c.num_kv_heads, c.head_dim)),
         "o": ("model.layers.{i}.self_attn.o_proj.weight", Layout("heads_out", c.num_heads, c.head_dim)),
-        "q_norm": ("model.layers.{i}.self_attn.q_norm.weight", same),
-        "k_norm": ("model.layers.{i}.self_attn.k_norm.weight", same),
-        "mlp_norm": ("model.layers.{i}.post_attention_layernorm.weight", same),
-        "post_attn_norm": ("model.layers.{i}.post_attention_layernorm.weight", same),  # olmo3's
-        "post_mlp_norm": ("model.layers.{i}.post_feedforward_layernorm.weight", same),
+        "q_norm": ("model.layers.{i}.self_attn.q_norm.weight", norm),
+        "k_norm": ("model.layers.{i}.self_attn.k_norm.weight", norm),
+        "mlp_norm": (f"model.layers.{{i}}.{mlp_norm}.weight", norm),
+        "post_attn_norm": ("model.layers.{i}.post_attention_layernorm.weight", norm),
+        "post_mlp_norm": ("model.layers.{i}.post_feedforward_layernorm.weight", norm),
         "gate": ("model.layers.{i}.mlp.gate_proj.weight", t),
         "up": ("model.layers.{i}.mlp.up_proj.weight", t),
         "down": ("model.layers.{i}.mlp.down_proj.weight", t),

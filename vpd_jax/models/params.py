@@ -13,7 +13,7 @@ parallelism shards heads, never a flattened H*hd dimension.
     layers/q_norm      [L, hd]        (qwen3; olmo3: [L, H*hd], one norm over all heads)
     layers/k_norm      [L, hd]        (qwen3; olmo3: [L, K*hd])
     layers/mlp_norm    [L, D]         (not olmo3)
-    layers/post_attn_norm, post_mlp_norm  [L, D]  (olmo3: norms of the block outputs)
+    layers/post_attn_norm, post_mlp_norm  [L, D]  (olmo3, gemma3: norms of the block outputs)
     layers/gate, up    [L, D, F]
     layers/down        [L, F, D]
     final_norm         [D]
@@ -40,8 +40,9 @@ def param_shapes(config: ModelConfig) -> dict:
     if c.qk_norm:
         whole = c.qk_norm_all_heads
         layers.update(q_norm=(L, (H if whole else 1) * hd), k_norm=(L, (K if whole else 1) * hd))
-    if c.post_norms:
+    if not c.pre_norms:
         del layers["attn_norm"], layers["mlp_norm"]
+    if c.post_norms:
         layers.update(post_attn_norm=(L, D), post_mlp_norm=(L, D))
     shapes = {"embed": (V, D), "layers": layers, "final_norm": (D,)}
     if not c.tie_word_embeddings:
@@ -64,8 +65,9 @@ def param_axes(config: ModelConfig) -> dict:
     }
     if config.qk_norm:
         layers.update(q_norm=("layers", "norm"), k_norm=("layers", "norm"))
-    if config.post_norms:
+    if not config.pre_norms:
         del layers["attn_norm"], layers["mlp_norm"]
+    if config.post_norms:
         layers.update(post_attn_norm=("layers", "norm"), post_mlp_norm=("layers", "norm"))
     axes = {"embed": ("vocab", "embed"), "layers": layers, "final_norm": ("norm",)}
     if not config.tie_word_embeddings:

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from vpd_jax.models.config import ModelConfig
-from vpd_jax.models.layers import (apply_rope, attention, causal_flash_attention, project, rms_norm, rope_angles,
-                                   swiglu)
+from vpd_jax.models.layers import (apply_rope, attention, causal_flash_attention, gated_mlp, project, rms_norm,
+                                   rope_angles)
 
 _REMAT_POLICIES = {
     "full": None,  # save nothing: recompute the whole layer in the backward pass
@@ -51,17 +51,20 @@ def _qkv(config: ModelConfig, lp: dict, x: jax.Array, cos, sin):
     v = jnp.einsum("btd,dhk->bthk", h, lp["v"].astype(cdt))
     if config.qk_norm:  # RMSNorm of q and k before rotation
         q, k = _qk_norm(config, q, lp["q_norm"]), _qk_norm(config, k, lp["k_norm"])
-    return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+    q = apply_rope(q, cos, sin)
+    if config.query_pre_attn_scalar is not None:  # Gemma: scores / sqrt(scalar); attention divides by sqrt(hd)
+        q = q * jnp.asarray((config.head_dim / config.query_pre_attn_scalar) ** 0.5, q.dtype)
+    return q, apply_rope(k, cos, sin), v
 
 
 def _finish_layer(config: ModelConfig, lp: dict, x: jax.Array, attn: jax.Array) -> jax.Array:
     """Attention output projection + residual, then the MLP block + residual
-    (OLMo-3 normalises each block's output instead of its input)."""
+    (OLMo-3 normalises each block's output instead of its input, Gemma 3 both)."""
     cdt, eps = jnp.dtype(config.compute_dtype), config.rms_norm_eps
     x = x + _norm_if(lp, "post_attn_norm", jnp.einsum("bthk,hkd->btd", attn, lp["o"].astype(cdt)), eps)
     h = _norm_if(lp, "mlp_norm", x, eps)
-    return x + _norm_if(lp, "post_mlp_norm", swiglu(h, lp["gate"].astype(cdt), lp["up"].astype(cdt),
-                                                     lp["down"].astype(cdt)), eps)
+    mlp = gated_mlp(h, lp["gate"].astype(cdt), lp["up"].astype(cdt), lp["down"].astype(cdt), config.hidden_act)
+    return x + _norm_if(lp, "post_mlp_norm", mlp, eps)
 
 
 def _per_layer(config: ModelConfig, q_pos: jax.Array, k_pos: jax.Array, mask: jax.Array):
@@ -108,7 +111,10 @@ def attention_impl(config: ModelConfig) -> str:
 
 
 def embed(config: ModelConfig, params: dict, tokens: jax.Array) -> jax.Array:
-    return jnp.take(params["embed"], tokens, axis=0).astype(config.compute_dtype)  # [B, T, D]
+    x = jnp.take(params["embed"], tokens, axis=0)  # [B, T, D]
+    if config.embed_scale is not None:  # in the weights' dtype, as transformers' Gemma does
+        x = x * jnp.asarray(config.embed_scale, x.dtype)
+    return x.astype(config.compute_dtype)
 
 
 def hidden_states(config: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Array | None = None,
