@@ -29,12 +29,14 @@ TINY_LLAMA = dict(vocab_size=160, hidden_size=64, intermediate_size=96, num_hidd
                   rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                 "high_freq_factor": 4.0, "original_max_position_embeddings": 16})
 # OLMo-3: post-norms, q/k norm over all heads, 3 sliding-window layers (window
-# 5, far shorter than the test sequences) then a full one; linear rope
-# scaling on the full layer only, so the two layer kinds also rotate differently.
+# 5, far shorter than the test sequences) then a full one; YaRN rope scaling
+# (as the long-context OLMo-3 checkpoints have) on the full layer only, so the
+# two layer kinds also rotate differently.
 TINY_OLMO3 = dict(vocab_size=160, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, sliding_window=5,
                   eos_token_id=2, bos_token_id=1, pad_token_id=0,
-                  rope_parameters={"full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0},
+                  rope_parameters={"full_attention": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0,
+                                                      "original_max_position_embeddings": 64},
                                    "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})
 # Gemma 3: sandwich (1 + w) norms, GeGLU, sqrt(D)-scaled embeddings, a query
 # scale that is not head_dim, head_dim != D / H, sliding layers around a full

@@ -64,7 +64,8 @@ def test_olmo3_config_and_sliding_window(tiny_olmo3_dir):
     c = ModelConfig.from_hf_dir(tiny_olmo3_dir)
     assert (c.arch, c.qk_norm, c.qk_norm_all_heads, c.post_norms, c.sliding_window) == ("olmo3", True, True, True, 5)
     assert c.sliding_layers == (True, True, True, False)
-    assert c.rope_dict == {"rope_type": "linear", "factor": 2.0} and c.local_rope_theta is None
+    assert c.rope_dict == {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}
+    assert c.local_rope_theta is None
     assert c.local_rope().rope_scaling is None
     assert ModelConfig.from_json(json.loads(json.dumps(c.to_json()))) == c
 

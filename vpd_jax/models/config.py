@@ -25,7 +25,7 @@ ACTIVATIONS = ("silu", "gelu_pytorch_tanh")
 LAYER_TYPES = ("full_attention", "sliding_attention")
 # "freq_factors": per-frequency divisors stored as a tensor (llama.cpp's
 # `rope_freqs.weight`, how GGUF files carry llama3 scaling).
-SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "freq_factors")
+SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "freq_factors", "yarn")
 ATTENTION_IMPLS = ("auto", "xla", "cudnn")
 
 

@@ -48,13 +48,45 @@ def rope_inv_freq(config: ModelConfig) -> np.ndarray:
         inv = np.where(medium, blended, scaled)
     elif kind == "freq_factors":  # llama.cpp divides each frequency by its stored factor
         inv = inv / np.asarray(r["factors"], dtype=np.float64)
+    elif kind == "yarn":
+        # YaRN (OLMo-3's long-context layers): frequencies that turn fewer than
+        # beta_slow times over the original context are interpolated (/ factor),
+        # those turning more than beta_fast times are kept, a linear ramp over
+        # the dimensions in between.
+        old_ctx = r.get("original_max_position_embeddings", config.max_position_embeddings)
+
+        def dim_of(turns):  # the (fractional) dimension index whose frequency turns `turns` times in old_ctx
+            return hd * math.log(old_ctx / (turns * 2 * math.pi)) / (2 * math.log(config.rope_theta))
+
+        lo, hi = dim_of(r.get("beta_fast") or 32), dim_of(r.get("beta_slow") or 1)
+        if r.get("truncate", True):
+            lo, hi = math.floor(lo), math.ceil(hi)
+        lo, hi = max(lo, 0), min(hi, hd - 1)
+        ramp = np.clip((np.arange(hd // 2) - lo) / ((hi - lo) or 0.001), 0, 1)  # 0: keep, 1: interpolate
+        inv = inv / r["factor"] * ramp + inv * (1 - ramp)
     return inv.astype(np.float32)
+
+
+def rope_attention_factor(config: ModelConfig) -> float:
+    """YaRN's scale of cos and sin (so of the attention logits); 1 otherwise."""
+    r = config.rope_dict
+    if config.rope_type != "yarn":
+        return 1.0
+    if r.get("attention_factor") is not None:
+        return float(r["attention_factor"])
+    mscale = lambda m: 1.0 if r["factor"] <= 1 else 0.1 * m * math.log(r["factor"]) + 1.0
+    if r.get("mscale") and r.get("mscale_all_dim"):
+        return mscale(r["mscale"]) / mscale(r["mscale_all_dim"])
+    return mscale(1.0)
 
 
 def rope_angles(config: ModelConfig, positions: jax.Array) -> tuple[jax.Array, jax.Array]:
     """cos, sin of shape [B, T, hd/2] for integer positions [B, T]."""
     ang = positions.astype(jnp.float32)[..., None] * jnp.asarray(rope_inv_freq(config))  # [B, T, hd/2]
-    return jnp.cos(ang), jnp.sin(ang)
+    scale = rope_attention_factor(config)
+    if scale == 1.0:
+        return jnp.cos(ang), jnp.sin(ang)
+    return jnp.cos(ang) * scale, jnp.sin(ang) * scale
 
 
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
