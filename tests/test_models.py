@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vpd_jax import sharding
-from vpd_jax.models import ModelConfig, forward, load_pretrained
+from vpd_jax.models import ModelConfig, forward, load_pretrained, preset
 from vpd_jax.models.placement import WeightError
 
 
@@ -68,6 +68,22 @@ def test_olmo3_config_and_sliding_window(tiny_olmo3_dir):
     assert c.local_rope_theta is None
     assert c.local_rope().rope_scaling is None
     assert ModelConfig.from_json(json.loads(json.dumps(c.to_json()))) == c
+
+
+@pytest.mark.parametrize("name,count", [("gemma3-270m", 268_098_176), ("gemma3-1b", 999_885_952)])
+def test_gemma3_presets_are_the_published_models(name, count):
+    """The presets' shapes give Gemma 3's published parameter counts, and
+    transformers builds the same count from the exported config.json."""
+    import torch
+    import transformers
+
+    c = preset(name)
+    assert c.num_params() == count
+    hf = {k: v for k, v in c.to_hf_config().items() if k not in ("architectures", "model_type", "torch_dtype")}
+    with torch.device("meta"):
+        model = transformers.Gemma3ForCausalLM(transformers.Gemma3TextConfig(**hf))
+    assert sum(p.numel() for p in model.parameters()) == count
+    assert model.config.layer_types[:6] == ["sliding_attention"] * 5 + ["full_attention"]
 
 
 def test_left_padding_matches_transformers(tiny_qwen3_dir):

@@ -320,6 +320,19 @@ def _qwen3(**kw) -> ModelConfig:
     return ModelConfig(**base)
 
 
+def _gemma3(num_layers: int, **kw) -> ModelConfig:
+    """Gemma 3 text models: every sixth layer global, the others a 512-token window."""
+    layer_types = tuple("full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(num_layers))
+    base = dict(
+        arch="gemma3", vocab_size=262144, num_heads=4, num_kv_heads=1, head_dim=256, query_pre_attn_scalar=256,
+        hidden_act="gelu_pytorch_tanh", rms_norm_eps=1e-6, rope_theta=1_000_000.0, local_rope_theta=10_000.0,
+        sliding_window=512, layer_types=layer_types, max_position_embeddings=32768, tie_word_embeddings=True,
+        qk_norm=True, bos_token_id=2, eos_token_ids=(1, 106), pad_token_id=0, num_layers=num_layers,
+    )
+    base.update(kw)
+    return ModelConfig(**base)
+
+
 PRESETS = {
     "qwen3-0.6b": lambda: _qwen3(hidden_size=1024, intermediate_size=3072, num_layers=28, num_heads=16,
                                  num_kv_heads=8, tie_word_embeddings=True),
@@ -334,6 +347,8 @@ PRESETS = {
         num_heads=9, num_kv_heads=3, head_dim=64, rms_norm_eps=1e-5, rope_theta=100000.0,
         max_position_embeddings=8192, tie_word_embeddings=True, bos_token_id=1, eos_token_ids=(2,),
         pad_token_id=2),
+    "gemma3-270m": lambda: _gemma3(18, hidden_size=640, intermediate_size=2048),
+    "gemma3-1b": lambda: _gemma3(26, hidden_size=1152, intermediate_size=6912),
 }
 
 
