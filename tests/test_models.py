@@ -70,6 +70,17 @@ def test_olmo3_config_and_sliding_window(tiny_olmo3_dir):
     assert ModelConfig.from_json(json.loads(json.dumps(c.to_json()))) == c
 
 
+def test_llama_and_qwen3_configs_serialise_as_before_the_new_families():
+    """Checkpoint fingerprints and converted directories hold ModelConfig.to_json():
+    a run started before OLMo-3 / Gemma 3 existed must still resume."""
+    before = {"arch", "vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads",
+              "head_dim", "rms_norm_eps", "rope_theta", "rope_scaling", "max_position_embeddings",
+              "tie_word_embeddings", "qk_norm", "bos_token_id", "eos_token_ids", "pad_token_id", "param_dtype",
+              "compute_dtype", "remat", "attention"}
+    for name in ("qwen3-0.6b", "smollm2-135m"):
+        assert set(preset(name).to_json()) == before
+
+
 @pytest.mark.parametrize("name,count", [("gemma3-270m", 268_098_176), ("gemma3-1b", 999_885_952)])
 def test_gemma3_presets_are_the_published_models(name, count):
     """The presets' shapes give Gemma 3's published parameter counts, and

@@ -293,10 +293,17 @@ class ModelConfig:
             return cls.from_hf_config(json.load(f), source=cfg_path, **overrides)
 
     def to_json(self) -> dict:
+        """A JSON dict; the fields OLMo-3 / Gemma 3 added are left out at their
+        defaults, so a Llama / Qwen3 config serialises as it did before them
+        (checkpoint fingerprints and converted directories of earlier runs
+        still match)."""
         d = dataclasses.asdict(self)
         d["rope_scaling"] = dict(self.rope_scaling) if self.rope_scaling else None
         d["eos_token_ids"] = list(self.eos_token_ids)
         d["layer_types"] = list(self.layer_types) if self.layer_types else None
+        for f in _LATER_FIELDS:
+            if d[f] == _DEFAULTS[f]:
+                del d[f]
         return d
 
     @classmethod
@@ -308,6 +315,10 @@ class ModelConfig:
         d["eos_token_ids"] = tuple(d.get("eos_token_ids") or ())
         d["layer_types"] = tuple(d["layer_types"]) if d.get("layer_types") else None
         return cls(**d)
+
+
+_LATER_FIELDS = ("hidden_act", "query_pre_attn_scalar", "sliding_window", "layer_types", "local_rope_theta")
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
 
 
 def _qwen3(**kw) -> ModelConfig:
