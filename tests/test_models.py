@@ -70,6 +70,30 @@ def test_olmo3_config_and_sliding_window(tiny_olmo3_dir):
     assert ModelConfig.from_json(json.loads(json.dumps(c.to_json()))) == c
 
 
+def test_mistral_sliding_window_is_kept_and_exported(tmp_path):
+    """Mistral 7B v0.1's window (every layer) is applied, and an export is a
+    Mistral again: a Llama config.json would silently drop the window."""
+    import torch
+    import transformers
+
+    from vpd_jax.models.hf_export import write_hf_model
+
+    torch.manual_seed(4)
+    cfg = transformers.MistralConfig(vocab_size=160, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                     num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=5,
+                                     max_position_embeddings=256, eos_token_id=2, bos_token_id=1)
+    transformers.MistralForCausalLM(cfg).save_pretrained(str(tmp_path / "src"))
+    config, params = load_pretrained(str(tmp_path / "src"))
+    assert config.arch == "llama" and config.sliding_layers == (True, True) and config.sliding_window == 5
+    tokens = _tokens(5, 2, 24)
+    ours = np.asarray(jax.jit(forward, static_argnums=0)(config, params, tokens))
+    np.testing.assert_allclose(ours, _torch_logits(str(tmp_path / "src"), tokens), atol=1e-4, rtol=0)
+    write_hf_model(str(tmp_path / "out"), config, params)
+    with open(tmp_path / "out" / "config.json") as f:
+        assert json.load(f)["architectures"] == ["MistralForCausalLM"]
+    np.testing.assert_allclose(_torch_logits(str(tmp_path / "out"), tokens), ours, atol=1e-4, rtol=0)
+
+
 def test_llama_and_qwen3_configs_serialise_as_before_the_new_families():
     """Checkpoint fingerprints and converted directories hold ModelConfig.to_json():
     a run started before OLMo-3 / Gemma 3 existed must still resume."""

@@ -232,6 +232,9 @@ class ModelConfig:
             eos_token_ids=eos_ids,
             pad_token_id=hf.get("pad_token_id"),
         )
+        if "MistralForCausalLM" in archs or hf.get("model_type") == "mistral":
+            if hf.get("sliding_window"):  # Mistral 7B v0.1: every layer attends within the window
+                kw.update(sliding_window=hf["sliding_window"], layer_types=("sliding_attention",) * kw["num_layers"])
         if arch in ("olmo3", "gemma3"):
             kw.update(sliding_window=hf.get("sliding_window"), layer_types=tuple(hf["layer_types"]))
             local_theta = local_theta if local_theta is not None else hf.get("rope_local_base_freq")
@@ -267,7 +270,12 @@ class ModelConfig:
             bos_token_id=self.bos_token_id, eos_token_id=eos[0] if len(eos) == 1 else (eos or None),
             pad_token_id=self.pad_token_id, torch_dtype=dtype, use_cache=True,
         )
-        if self.arch == "llama":
+        if self.arch == "llama" and any(self.sliding_layers):
+            if not all(self.sliding_layers):
+                raise ValueError("a Llama-family model with only some sliding-window layers has no transformers "
+                                 "architecture to export to")
+            hf.update(architectures=["MistralForCausalLM"], model_type="mistral", sliding_window=self.sliding_window)
+        elif self.arch == "llama":
             hf["mlp_bias"] = False
         elif self.arch == "qwen3":
             hf.update(use_sliding_window=False, sliding_window=None)
