@@ -70,6 +70,28 @@ def test_olmo3_config_and_sliding_window(tiny_olmo3_dir):
     assert ModelConfig.from_json(json.loads(json.dumps(c.to_json()))) == c
 
 
+def test_olmo3_legacy_config_spelling_as_published(tiny_olmo3_dir, tmp_path):
+    """The published OLMo-3 config.json spells rope the legacy way (rope_theta
+    + a YaRN rope_scaling with an explicit attention_factor), meaning YaRN on
+    the full layers only; read so, our logits equal transformers'."""
+    import shutil
+
+    shutil.copytree(tiny_olmo3_dir, tmp_path / "m")
+    with open(tmp_path / "m" / "config.json") as f:
+        hf = json.load(f)
+    del hf["rope_parameters"]
+    hf.update(rope_theta=500000.0, rope_scaling={"rope_type": "yarn", "factor": 8.0, "beta_fast": 32.0,
+                                                 "beta_slow": 1.0, "original_max_position_embeddings": 16,
+                                                 "attention_factor": 1.2079441541679836})
+    with open(tmp_path / "m" / "config.json", "w") as f:
+        json.dump(hf, f)
+    config, params = load_pretrained(str(tmp_path / "m"))
+    assert config.rope_type == "yarn" and config.local_rope().rope_theta == 500000.0
+    tokens = _tokens(6, 2, 40)
+    ours = np.asarray(jax.jit(forward, static_argnums=0)(config, params, tokens))
+    np.testing.assert_allclose(ours, _torch_logits(str(tmp_path / "m"), tokens), atol=1e-4, rtol=0)
+
+
 def test_mistral_sliding_window_is_kept_and_exported(tmp_path):
     """Mistral 7B v0.1's window (every layer) is applied, and an export is a
     Mistral again: a Llama config.json would silently drop the window."""
