@@ -110,3 +110,14 @@ def test_bad_inputs(converted_llama, tmp_path, capsys):
     json.dump(meta, open(empty / ORBAX_MARKER, "w"))
     with pytest.raises(FileNotFoundError, match="params checkpoint .* is missing"):
         load_pretrained(str(empty))
+
+
+@pytest.mark.parametrize("fixture", ["tiny_olmo3_dir", "tiny_gemma3_dir"])
+def test_sliding_window_families_convert_with_their_config(fixture, request, tmp_path):
+    """layer_types, the window, local rope and the rest survive the Orbax directory."""
+    path = request.getfixturevalue(fixture)
+    out = str(tmp_path / "m")
+    assert convert.main(["--model", path, "--out", out]) == 0
+    (c1, p1), (c2, p2) = load_pretrained(path), load_pretrained(out)
+    assert c1 == c2 and any(c2.sliding_layers) and not all(c2.sliding_layers)
+    _assert_same(p1, p2)

@@ -42,7 +42,7 @@ def qwen3(tiny_qwen3_dir):
     return load_pretrained(tiny_qwen3_dir)
 
 
-@pytest.mark.parametrize("fixture", ["tiny_qwen3_dir", "tiny_llama_dir"])
+@pytest.mark.parametrize("fixture", ["tiny_qwen3_dir", "tiny_llama_dir", "tiny_olmo3_dir", "tiny_gemma3_dir"])
 def test_greedy_matches_transformers(fixture, request):
     import torch
     import transformers

@@ -135,22 +135,13 @@ def eval_main(argv: list[str] | None = None) -> None:
     app.run(main, argv)
 
 
-def _tokenizer(path: str):
-    """The source's tokenizer, or None for an HF directory that has none."""
-    from vpd_jax.models import load_tokenizer
-
-    if os.path.isdir(path) and not any(os.path.exists(os.path.join(path, f))
-                                       for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
-        return None
-    return load_tokenizer(path)
-
-
 def convert(model: str, out: str, dtype: str = "float32", log=print) -> str:
     """An HF directory or a GGUF file -> a vpd_jax model directory (Orbax
     params + vpd_jax_model.json + tokenizer files): what pod runs give as
     their model path, so every host restores only its own shards, already in
     vpd_jax's layout, instead of re-reading and dequantizing the source."""
     from vpd_jax.models import load_pretrained
+    from vpd_jax.models.loading import find_tokenizer
     from vpd_jax.models.orbax_params import save_orbax_params
     from vpd_jax.sharding import make_mesh
 
@@ -160,7 +151,7 @@ def convert(model: str, out: str, dtype: str = "float32", log=print) -> str:
     config, params = load_pretrained(model, mesh=make_mesh(), dtype=dtype, param_dtype=dtype)
     log(f"convert: {config.arch}, {config.num_layers} layers, {config.num_params() / 1e6:.1f}M params "
         f"loaded in {time.time() - t0:.1f}s")
-    tokenizer = _tokenizer(model)
+    tokenizer = find_tokenizer(model)
     if tokenizer is None:
         log(f"convert: note: {model} has no tokenizer files; the output will have none either")
     save_orbax_params(out, config, params, tokenizer)
@@ -184,6 +175,44 @@ def convert_main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, KeyError) as e:  # bad input: say what, not a traceback
         parser.error(str(e))
     return 0
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    """vpd-export / launch/export.py: a checkpoint as a Hugging Face model directory (see vpd_jax.export)."""
+    parser = argparse.ArgumentParser(description="Export a training run's checkpoint as a Hugging Face model directory "
+                                                 "(config.json, safetensors shards, tokenizer, generation config).")
+    parser.add_argument("--checkpoint_dir", required=True, help="a training run's workdir (holding checkpoints/)")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    parser.add_argument("--out", required=True, help="output directory (must not hold a model yet)")
+    parser.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
+                        help="stored weight dtype (default: the dtype the params were trained in)")
+    parser.add_argument("--tokenizer", default="",
+                        help="tokenizer source (default: the run's weight source, as the checkpoint records it)")
+    parser.add_argument("--max_shard_gb", type=float, default=5.0, help="largest safetensors file, GiB")
+    parser.add_argument("--one_writer", action="store_true",
+                        help="multi-host without a shared --out filesystem: host 0 writes every file")
+    parser.add_argument("--coordinator_address", default="", help="multi-host (non-TPU): jax.distributed coordinator")
+    parser.add_argument("--num_processes", type=int, default=1)
+    parser.add_argument("--process_id", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import ml_collections
+
+    from vpd_jax import components
+    from vpd_jax.checkpoint import CheckpointMismatchError
+    from vpd_jax.export import export_checkpoint
+
+    components.init_distributed(ml_collections.ConfigDict({"distributed": dict(
+        coordinator_address=args.coordinator_address, num_processes=args.num_processes,
+        process_id=args.process_id, local_device_count=0)}))
+    try:
+        export_checkpoint(args.checkpoint_dir, args.out, step=args.step, dtype=args.dtype,
+                          tokenizer=args.tokenizer, max_shard_bytes=int(args.max_shard_gb * 2**30),
+                          spread=not args.one_writer)
+    except (FileNotFoundError, FileExistsError, ValueError, CheckpointMismatchError) as e:
+        parser.error(str(e))  # bad input: say what, not a traceback
+    return 0
+
 
 
 def plot_main(argv: list[str] | None = None) -> int:

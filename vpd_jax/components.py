@@ -92,11 +92,16 @@ def build_model(cfg: ml_collections.ConfigDict, mesh) -> Model:
         source = f"random:{m.preset}"
     else:
         raise ConfigError("config.model: set model.path (pretrained weights) or model.preset (random init)")
-    # Numerics settings (compute dtype, remat, attention kernel) may change
-    # between runs of one model; shapes and the weight source may not.
+    return Model(model_config, params, tokenizer, model_fingerprint(model_config, source))
+
+
+def model_fingerprint(model_config, source: str) -> dict:
+    """What a checkpoint must match to be resumed, stored in each one (and
+    what launch/export.py rebuilds the model from). Numerics settings
+    (compute dtype, remat, attention kernel) may change between runs of one
+    model; shapes and the weight source may not."""
     shape = {k: v for k, v in model_config.to_json().items() if k not in ("compute_dtype", "remat", "attention")}
-    fingerprint = {"source": source, "model": shape}
-    return Model(model_config, params, tokenizer, fingerprint)
+    return {"source": source, "model": shape}
 
 
 def build_task(cfg: ml_collections.ConfigDict):

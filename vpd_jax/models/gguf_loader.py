@@ -201,7 +201,7 @@ def unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
 def load_gguf(path: str, mesh=None, dtype=None, rules=None, **config_overrides) -> tuple[ModelConfig, dict]:
     f = open_gguf(path)
     config = config_from_gguf(f, **config_overrides)
-    table = hf_name_table(config)  # transforms from [out, in] to our layout
+    table = hf_name_table(config)  # layouts between [out, in] and ours
     permuted = {"q": config.num_heads, "k": config.num_kv_heads} if config.arch == "llama" else {}
 
     def get(name: str, layer: int | None) -> np.ndarray:
@@ -210,7 +210,7 @@ def load_gguf(path: str, mesh=None, dtype=None, rules=None, **config_overrides) 
         try:
             if name in permuted:
                 w = unpermute_rope_rows(w, permuted[name])
-            return table[name][1](w)
+            return table[name][1].to_ours(w)
         except ValueError as e:  # a reshape to heads failed: the config and the tensor disagree
             raise WeightError(f"{path}: tensor {gguf_name!r} of shape {w.shape} does not fit the config "
                               f"(heads {config.num_heads}/{config.num_kv_heads}, head_dim {config.head_dim}): {e}")

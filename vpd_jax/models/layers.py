@@ -48,13 +48,45 @@ def rope_inv_freq(config: ModelConfig) -> np.ndarray:
         inv = np.where(medium, blended, scaled)
     elif kind == "freq_factors":  # llama.cpp divides each frequency by its stored factor
         inv = inv / np.asarray(r["factors"], dtype=np.float64)
+    elif kind == "yarn":
+        # YaRN (OLMo-3's long-context layers): frequencies that turn fewer than
+        # beta_slow times over the original context are interpolated (/ factor),
+        # those turning more than beta_fast times are kept, a linear ramp over
+        # the dimensions in between.
+        old_ctx = r.get("original_max_position_embeddings", config.max_position_embeddings)
+
+        def dim_of(turns):  # the (fractional) dimension index whose frequency turns `turns` times in old_ctx
+            return hd * math.log(old_ctx / (turns * 2 * math.pi)) / (2 * math.log(config.rope_theta))
+
+        lo, hi = dim_of(r.get("beta_fast") or 32), dim_of(r.get("beta_slow") or 1)
+        if r.get("truncate", True):
+            lo, hi = math.floor(lo), math.ceil(hi)
+        lo, hi = max(lo, 0), min(hi, hd - 1)
+        ramp = np.clip((np.arange(hd // 2) - lo) / ((hi - lo) or 0.001), 0, 1)  # 0: keep, 1: interpolate
+        inv = inv / r["factor"] * ramp + inv * (1 - ramp)
     return inv.astype(np.float32)
+
+
+def rope_attention_factor(config: ModelConfig) -> float:
+    """YaRN's scale of cos and sin (so of the attention logits); 1 otherwise."""
+    r = config.rope_dict
+    if config.rope_type != "yarn":
+        return 1.0
+    if r.get("attention_factor") is not None:
+        return float(r["attention_factor"])
+    mscale = lambda m: 1.0 if r["factor"] <= 1 else 0.1 * m * math.log(r["factor"]) + 1.0
+    if r.get("mscale") and r.get("mscale_all_dim"):
+        return mscale(r["mscale"]) / mscale(r["mscale_all_dim"])
+    return mscale(1.0)
 
 
 def rope_angles(config: ModelConfig, positions: jax.Array) -> tuple[jax.Array, jax.Array]:
     """cos, sin of shape [B, T, hd/2] for integer positions [B, T]."""
     ang = positions.astype(jnp.float32)[..., None] * jnp.asarray(rope_inv_freq(config))  # [B, T, hd/2]
-    return jnp.cos(ang), jnp.sin(ang)
+    scale = rope_attention_factor(config)
+    if scale == 1.0:
+        return jnp.cos(ang), jnp.sin(ang)
+    return jnp.cos(ang) * scale, jnp.sin(ang) * scale
 
 
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
@@ -191,37 +223,53 @@ def causal_flash_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Arra
     return jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn")
 
 
-def _swiglu_fwd(x, gate, up, down):
+def _gate(g: jax.Array, act: str) -> tuple[jax.Array, jax.Array]:
+    """act(g) and its derivative, elementwise: silu (SwiGLU) or gelu's tanh
+    approximation (Gemma's GeGLU, torch's gelu(approximate="tanh"))."""
+    if act == "silu":
+        s = jax.nn.sigmoid(g)
+        return g * s, s * (1 + g * (1 - s))  # silu'(g) = s (1 + g (1 - s))
+    c = math.sqrt(2 / math.pi)
+    t = jnp.tanh(c * (g + 0.044715 * g ** 3))
+    return 0.5 * g * (1 + t), 0.5 * (1 + t) + 0.5 * g * (1 - t * t) * c * (1 + 3 * 0.044715 * g * g)
+
+
+def _gated_mlp_fwd(x, gate, up, down, act):
     g = jnp.einsum("btd,df->btf", x, gate)  # [B, T, F]
     u = jnp.einsum("btd,df->btf", x, up)
-    return jnp.einsum("btf,fd->btd", jax.nn.silu(g) * u, down), (x, gate, up, down, g, u)
+    a = jax.nn.silu(g) if act == "silu" else jax.nn.gelu(g, approximate=True)
+    return jnp.einsum("btf,fd->btd", a * u, down), (x, gate, up, down, g, u)
 
 
-def _swiglu_bwd(res, dy):
-    """Backward from (x, g, u): sigmoid(g), silu(g) and the product are
+def _gated_mlp_bwd(act, res, dy):
+    """Backward from (x, g, u): the activation and its derivative are
     recomputed (elementwise, cheap) rather than saved per layer."""
     x, gate, up, down, g, u = res
-    s = jax.nn.sigmoid(g)
-    silu = g * s
+    a, da = _gate(g, act)
     d_act = jnp.einsum("btd,fd->btf", dy, down)  # [B, T, F]
-    du = d_act * silu
-    dg = d_act * u * (s * (1 + g * (1 - s)))  # silu'(g) = s (1 + g (1 - s))
+    du = d_act * a
+    dg = d_act * u * da
     dx = jnp.einsum("btf,df->btd", dg, gate) + jnp.einsum("btf,df->btd", du, up)
     x_t = _transposed(x.reshape(-1, x.shape[-1]))  # [D, N], shared by the gate and up gradients
     d_gate = jnp.dot(x_t, dg.reshape(-1, dg.shape[-1]), preferred_element_type=jnp.float32)  # [D, F]
     d_up = jnp.dot(x_t, du.reshape(-1, du.shape[-1]), preferred_element_type=jnp.float32)
     return (dx, d_gate.astype(gate.dtype), d_up.astype(up.dtype),
-            weight_grad(silu * u, dy).astype(down.dtype))
+            weight_grad(a * u, dy).astype(down.dtype))
 
 
-@jax.custom_vjp
-def swiglu(x: jax.Array, gate: jax.Array, up: jax.Array, down: jax.Array) -> jax.Array:
-    """down(silu(x gate) * (x up)); x [B, T, D] -> [B, T, D].
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def gated_mlp(x: jax.Array, gate: jax.Array, up: jax.Array, down: jax.Array, act: str = "silu") -> jax.Array:
+    """down(act(x gate) * (x up)); x [B, T, D] -> [B, T, D].
 
     The custom VJP saves the two [B, T, F] pre-activations per layer instead
     of the five intermediates autodiff keeps (g, sigmoid, silu, u, product).
     """
-    return _swiglu_fwd(x, gate, up, down)[0]
+    return _gated_mlp_fwd(x, gate, up, down, act)[0]
 
 
-swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)
+gated_mlp.defvjp(lambda x, gate, up, down, act: _gated_mlp_fwd(x, gate, up, down, act), _gated_mlp_bwd)
+
+
+def swiglu(x: jax.Array, gate: jax.Array, up: jax.Array, down: jax.Array) -> jax.Array:
+    """down(silu(x gate) * (x up)): the Llama / Qwen3 / OLMo-3 MLP."""
+    return gated_mlp(x, gate, up, down, "silu")

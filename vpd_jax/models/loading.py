@@ -90,3 +90,23 @@ def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path)
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+
+
+def find_tokenizer(path: str):
+    """load_tokenizer(path), or None where path has none: a random init
+    ("random:..."), a path this machine lacks, an HF directory without
+    tokenizer files."""
+    if path.startswith("random:"):
+        return None
+    try:
+        path = resolve_model_path(path)
+    except FileNotFoundError:
+        return None
+    if not os.path.exists(path):
+        return None
+    if os.path.isdir(path) and not any(os.path.exists(os.path.join(path, f)) for f in TOKENIZER_FILES):
+        return None
+    return load_tokenizer(path)

@@ -6,13 +6,14 @@ Projection weights keep their head structure ([D, H, hd]) so tensor
 parallelism shards heads, never a flattened H*hd dimension.
 
     embed              [V, D]
-    layers/attn_norm   [L, D]
+    layers/attn_norm   [L, D]         (not olmo3)
     layers/q           [L, D, H, hd]
     layers/k, v        [L, D, K, hd]
     layers/o           [L, H, hd, D]
-    layers/q_norm      [L, hd]        (qwen3 only)
-    layers/k_norm      [L, hd]        (qwen3 only)
-    layers/mlp_norm    [L, D]
+    layers/q_norm      [L, hd]        (qwen3; olmo3: [L, H*hd], one norm over all heads)
+    layers/k_norm      [L, hd]        (qwen3; olmo3: [L, K*hd])
+    layers/mlp_norm    [L, D]         (not olmo3)
+    layers/post_attn_norm, post_mlp_norm  [L, D]  (olmo3, gemma3: norms of the block outputs)
     layers/gate, up    [L, D, F]
     layers/down        [L, F, D]
     final_norm         [D]
@@ -37,7 +38,12 @@ def param_shapes(config: ModelConfig) -> dict:
         "o": (L, H, hd, D), "mlp_norm": (L, D), "gate": (L, D, F), "up": (L, D, F), "down": (L, F, D),
     }
     if c.qk_norm:
-        layers.update(q_norm=(L, hd), k_norm=(L, hd))
+        whole = c.qk_norm_all_heads
+        layers.update(q_norm=(L, (H if whole else 1) * hd), k_norm=(L, (K if whole else 1) * hd))
+    if not c.pre_norms:
+        del layers["attn_norm"], layers["mlp_norm"]
+    if c.post_norms:
+        layers.update(post_attn_norm=(L, D), post_mlp_norm=(L, D))
     shapes = {"embed": (V, D), "layers": layers, "final_norm": (D,)}
     if not c.tie_word_embeddings:
         shapes["lm_head"] = (D, V)
@@ -59,6 +65,10 @@ def param_axes(config: ModelConfig) -> dict:
     }
     if config.qk_norm:
         layers.update(q_norm=("layers", "norm"), k_norm=("layers", "norm"))
+    if not config.pre_norms:
+        del layers["attn_norm"], layers["mlp_norm"]
+    if config.post_norms:
+        layers.update(post_attn_norm=("layers", "norm"), post_mlp_norm=("layers", "norm"))
     axes = {"embed": ("vocab", "embed"), "layers": layers, "final_norm": ("norm",)}
     if not config.tie_word_embeddings:
         axes["lm_head"] = ("embed", "vocab")

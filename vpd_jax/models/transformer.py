@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from vpd_jax.models.config import ModelConfig
-from vpd_jax.models.layers import (apply_rope, attention, causal_flash_attention, project, rms_norm, rope_angles,
-                                   swiglu)
+from vpd_jax.models.layers import (apply_rope, attention, causal_flash_attention, gated_mlp, project, rms_norm,
+                                   rope_angles)
 
 _REMAT_POLICIES = {
     "full": None,  # save nothing: recompute the whole layer in the backward pass
@@ -29,25 +29,64 @@ def default_positions(tokens: jax.Array, mask: jax.Array | None) -> jax.Array:
     return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)
 
 
+def _norm_if(lp: dict, name: str, x: jax.Array, eps: float) -> jax.Array:
+    """RMSNorm with lp[name] where the architecture has that norm, else x:
+    the param tree (params.py) says which norms a layer has."""
+    return rms_norm(x, lp[name], eps) if name in lp else x
+
+
+def _qk_norm(config: ModelConfig, x: jax.Array, w: jax.Array) -> jax.Array:
+    """Qwen3: RMSNorm per head of x [B, T, N, hd]; OLMo-3: over all N*hd at once."""
+    if not config.qk_norm_all_heads:
+        return rms_norm(x, w, config.rms_norm_eps)
+    return rms_norm(x.reshape(*x.shape[:2], -1), w, config.rms_norm_eps).reshape(x.shape)
+
+
 def _qkv(config: ModelConfig, lp: dict, x: jax.Array, cos, sin):
     """Normalised input -> rotated q [B, T, H, hd], k and v [B, T, K, hd]."""
     cdt = jnp.dtype(config.compute_dtype)
-    h = rms_norm(x, lp["attn_norm"], config.rms_norm_eps)
+    h = _norm_if(lp, "attn_norm", x, config.rms_norm_eps)  # pre-norm (not OLMo-3)
     q = jnp.einsum("btd,dhk->bthk", h, lp["q"].astype(cdt))
     k = jnp.einsum("btd,dhk->bthk", h, lp["k"].astype(cdt))
     v = jnp.einsum("btd,dhk->bthk", h, lp["v"].astype(cdt))
-    if config.qk_norm:  # Qwen3: per-head RMSNorm of q and k before rotation
-        q = rms_norm(q, lp["q_norm"], config.rms_norm_eps)
-        k = rms_norm(k, lp["k_norm"], config.rms_norm_eps)
-    return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+    if config.qk_norm:  # RMSNorm of q and k before rotation
+        q, k = _qk_norm(config, q, lp["q_norm"]), _qk_norm(config, k, lp["k_norm"])
+    q = apply_rope(q, cos, sin)
+    if config.query_pre_attn_scalar is not None:  # Gemma: scores / sqrt(scalar); attention divides by sqrt(hd)
+        q = q * jnp.asarray((config.head_dim / config.query_pre_attn_scalar) ** 0.5, q.dtype)
+    return q, apply_rope(k, cos, sin), v
 
 
 def _finish_layer(config: ModelConfig, lp: dict, x: jax.Array, attn: jax.Array) -> jax.Array:
-    """Attention output projection + residual, then the MLP block + residual."""
-    cdt = jnp.dtype(config.compute_dtype)
-    x = x + jnp.einsum("bthk,hkd->btd", attn, lp["o"].astype(cdt))
-    h = rms_norm(x, lp["mlp_norm"], config.rms_norm_eps)
-    return x + swiglu(h, lp["gate"].astype(cdt), lp["up"].astype(cdt), lp["down"].astype(cdt))
+    """Attention output projection + residual, then the MLP block + residual
+    (OLMo-3 normalises each block's output instead of its input, Gemma 3 both)."""
+    cdt, eps = jnp.dtype(config.compute_dtype), config.rms_norm_eps
+    x = x + _norm_if(lp, "post_attn_norm", jnp.einsum("bthk,hkd->btd", attn, lp["o"].astype(cdt)), eps)
+    h = _norm_if(lp, "mlp_norm", x, eps)
+    mlp = gated_mlp(h, lp["gate"].astype(cdt), lp["up"].astype(cdt), lp["down"].astype(cdt), config.hidden_act)
+    return x + _norm_if(lp, "post_mlp_norm", mlp, eps)
+
+
+def _per_layer(config: ModelConfig, q_pos: jax.Array, k_pos: jax.Array, mask: jax.Array):
+    """What differs between full and sliding-window layers, as scan inputs.
+
+    q_pos [B, T], k_pos [B, S]: absolute token positions of queries and keys
+    (the sampler's cache slots are not positions under left padding, so the
+    window is a mask on positions, shared by training, prefill and decode).
+    Returns (flags [L] or None, select) where select(flag) -> (mask [B, T, S],
+    cos, sin) for that layer.
+    """
+    cos, sin = rope_angles(config, q_pos)
+    if not any(config.sliding_layers):
+        return None, lambda flag: (mask, cos, sin)
+    window = k_pos[:, None, :] > q_pos[:, :, None] - config.sliding_window  # [B, T, S]
+    local_mask = mask & window
+    lcos, lsin = rope_angles(config.local_rope(), q_pos)
+
+    def select(flag):
+        return (jnp.where(flag, local_mask, mask), jnp.where(flag, lcos, cos), jnp.where(flag, lsin, sin))
+
+    return jnp.asarray(config.sliding_layers), select
 
 
 def attention_impl(config: ModelConfig) -> str:
@@ -72,7 +111,10 @@ def attention_impl(config: ModelConfig) -> str:
 
 
 def embed(config: ModelConfig, params: dict, tokens: jax.Array) -> jax.Array:
-    return jnp.take(params["embed"], tokens, axis=0).astype(config.compute_dtype)  # [B, T, D]
+    x = jnp.take(params["embed"], tokens, axis=0)  # [B, T, D]
+    if config.embed_scale is not None:  # in the weights' dtype, as transformers' Gemma does
+        x = x * jnp.asarray(config.embed_scale, x.dtype)
+    return x.astype(config.compute_dtype)
 
 
 def hidden_states(config: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Array | None = None,
@@ -91,21 +133,23 @@ def hidden_states(config: ModelConfig, params: dict, tokens: jax.Array, position
     T = tokens.shape[1]
     # The fused kernel takes only a causal mask, and in training only an even
     # length; other calls (left padding, odd lengths) keep the einsum path.
-    fused = attention_impl(config) == "cudnn" and (mask is None or right_padded) and T % 2 == 0
-    if not fused:
-        causal = jnp.tril(jnp.ones((T, T), bool))  # [T, S]
-        attn_mask = causal[None] if mask is None else causal[None] & mask.astype(bool)[:, None, :]
-        attn_mask = jnp.broadcast_to(attn_mask, (tokens.shape[0], T, T))
-    cos, sin = rope_angles(config, positions)
+    fused = (attention_impl(config) == "cudnn" and (mask is None or right_padded) and T % 2 == 0
+             and not any(config.sliding_layers))
+    causal = jnp.tril(jnp.ones((T, T), bool))  # [T, S]
+    attn_mask = causal[None] if mask is None else causal[None] & mask.astype(bool)[:, None, :]
+    attn_mask = jnp.broadcast_to(attn_mask, (tokens.shape[0], T, T))  # unused (dead code) when fused
+    flags, select = _per_layer(config, positions, positions, attn_mask)
 
-    def layer(x, lp):
+    def layer(x, lp_and_flag):
+        lp, flag = lp_and_flag
+        m, cos, sin = select(flag)
         q, k, v = _qkv(config, lp, x, cos, sin)
-        attn = causal_flash_attention(q, k, v) if fused else attention(q, k, v, attn_mask)
+        attn = causal_flash_attention(q, k, v) if fused else attention(q, k, v, m)
         return _finish_layer(config, lp, x, attn), None
 
     if config.remat != "none":
         layer = jax.checkpoint(layer, policy=_REMAT_POLICIES[config.remat], prevent_cse=False)
-    x, _ = jax.lax.scan(layer, embed(config, params, tokens), params["layers"])
+    x, _ = jax.lax.scan(layer, embed(config, params, tokens), (params["layers"], flags))
     return rms_norm(x, params["final_norm"], config.rms_norm_eps)
 
 
@@ -146,7 +190,10 @@ def forward_with_cache(config: ModelConfig, params: dict, tokens: jax.Array, pos
     """Runs tokens [B, T] written at cache slots [cache_index, cache_index + T).
 
     kv_valid [B, S] marks the cache slots holding real tokens (including the
-    ones written now). A query at slot i attends to valid slots <= i. The
+    ones written now). A query at slot i attends to valid slots <= i (and, in
+    a sliding layer, to keys within the window of its position; a key's
+    position is the count of valid slots before it, so kv_valid must mark
+    every slot that holds a token, as the sampler's left-padded layout does). The
     cache is carried through the layer scan and updated with
     dynamic_update_slice, so under donation XLA writes it in place instead of
     materialising a new [L, B, S, K, hd] buffer every decode step.
@@ -156,13 +203,15 @@ def forward_with_cache(config: ModelConfig, params: dict, tokens: jax.Array, pos
     S = cache["k"].shape[2]
     slot = cache_index + jnp.arange(T)  # [T]
     attn_mask = kv_valid.astype(bool)[:, None, :] & (jnp.arange(S)[None, None, :] <= slot[None, :, None])
-    cos, sin = rope_angles(config, positions)
+    k_pos = jnp.cumsum(kv_valid.astype(jnp.int32), axis=1) - 1  # [B, S]
+    flags, select = _per_layer(config, positions, k_pos, attn_mask)
     zero = jnp.zeros((), jnp.int32)
     idx = jnp.asarray(cache_index, jnp.int32)
 
-    def layer(carry, lp_and_i):
+    def layer(carry, lp_i_flag):
         x, ck, cv = carry
-        lp, i = lp_and_i
+        lp, i, flag = lp_i_flag
+        attn_mask, cos, sin = select(flag)
         q, k, v = _qkv(config, lp, x, cos, sin)
         ck = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype)[None], (i, zero, idx, zero, zero))
         cv = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype)[None], (i, zero, idx, zero, zero))
@@ -171,7 +220,7 @@ def forward_with_cache(config: ModelConfig, params: dict, tokens: jax.Array, pos
 
     layers_idx = jnp.arange(config.num_layers, dtype=jnp.int32)
     (x, ck, cv), _ = jax.lax.scan(layer, (embed(config, params, tokens), cache["k"], cache["v"]),
-                                  (params["layers"], layers_idx))
+                                  (params["layers"], layers_idx, flags))
     if last_only:
         x = x[:, -1:]
     h = rms_norm(x, params["final_norm"], config.rms_norm_eps)
