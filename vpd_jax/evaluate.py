@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from vpd_jax.metrics import Progress
+
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Probability that at least one of k samples (from n with c correct) passes."""
@@ -41,7 +43,7 @@ def tests_passed_fraction(grade: dict) -> float | None:
 
 
 def evaluate(rollout_fn, grade_fn, examples: Sequence, num_samples: int, ks: Sequence[int] = (1,),
-             batch_prompts: int = 8, records: list | None = None) -> dict:
+             batch_prompts: int = 8, records: list | None = None, progress: str | None = None) -> dict:
     """Samples `num_samples` completions per example and grades them.
 
     rollout_fn(examples, num_samples) -> list of completions (prompt-major);
@@ -49,11 +51,13 @@ def evaluate(rollout_fn, grade_fn, examples: Sequence, num_samples: int, ks: Seq
     Returns pass@k, per-verdict counts and per-problem correct counts. When
     `records` is a list, one dict per graded sample (id, sample index,
     completion, verdict, passed, critique) is appended to it, so a user can
-    read why the model fails, not only how often.
+    read why the model fails, not only how often. `progress` names a
+    progress display (metrics.Progress) of the samples graded so far.
     """
     correct = np.zeros((len(examples), num_samples), bool)
     verdicts: dict[str, int] = {}
     fractions = []  # tests passed / tests run, per graded code sample
+    shown = Progress(progress, len(examples) * num_samples) if progress else None
     for start in range(0, len(examples), batch_prompts):
         chunk = list(examples[start:start + batch_prompts])
         completions = rollout_fn(chunk, num_samples)
@@ -69,6 +73,10 @@ def evaluate(rollout_fn, grade_fn, examples: Sequence, num_samples: int, ks: Seq
                                 "reward": float(g.get("reward", float(bool(g["passed"])))),
                                 "verdict": g.get("verdict", "?"), "completion": completions[j],
                                 "critique": g.get("critique", "")})
+        if shown is not None:
+            shown.update(len(grades))
+    if shown is not None:
+        shown.close()
     out = summarize(correct, ks)
     if fractions:  # partial credit: moves before pass@1 does on a weak model
         out["tests_passed_frac"] = float(np.mean(fractions))

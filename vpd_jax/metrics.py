@@ -203,6 +203,39 @@ def iteration_line(step: int, total: int, row: Mapping[str, Any], eta_s: float |
     return " | ".join(parts)
 
 
+class Progress:
+    """Progress of one long phase (eval, sampling batches): a tqdm bar on a
+    terminal, else one plain line per update with the ETA, so a log file of
+    a batch job says what the run is doing too. Process 0 only."""
+
+    def __init__(self, desc: str, total: int, unit: str = "sample", enabled: bool | None = None):
+        self.desc, self.total, self.unit, self.done = desc, total, unit, 0
+        self.enabled = _is_main_process() if enabled is None else enabled
+        self._t0 = time.perf_counter()
+        self._bar = None
+        if self.enabled and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(n)
+            return
+        spent = time.perf_counter() - self._t0
+        eta = spent / max(self.done, 1) * (self.total - self.done)
+        print(f"{self.desc}: {self.done}/{self.total} {self.unit}s, {spent:.0f}s, ETA {format_eta(eta)}",
+              file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
 class MetricsLogger:
     """Writes one row per step to jsonl, TensorBoard and a progress bar.
 
