@@ -12,7 +12,7 @@ from conftest import smollm2_gguf_path
 
 from vpd_jax import sharding
 from vpd_jax.models import forward, load_pretrained, preset
-from vpd_jax.sampling import Sampler, SamplingConfig, _filter_logits, check_memory
+from vpd_jax.sampling import CACHE_AXES, Sampler, SamplingConfig, _filter_logits, check_memory, choose_tokens
 
 # Different lengths in one batch, so every row but the longest is left-padded.
 PROMPTS = [[5, 17, 33], [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50], [7, 90, 120, 3, 64, 8]]
@@ -149,8 +149,7 @@ def test_memory_check_refuses_before_allocating():
         check_memory(config, 512, 1024, stats)
     check_memory(config, 512, 1024, None)  # CPU: no stats, nothing to check
     mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
-    cache_sharding = sharding.named_sharding(mesh, ("layers", "batch", "cache_seq", "kv_heads", "head_dim"),
-                                             (28, 512, 1024, 8, 128))
+    cache_sharding = sharding.named_sharding(mesh, CACHE_AXES, (256, 8, 1024, 128))  # one layer's [B, K, S, hd]
     check_memory(config, 256, 1024, stats, cache_sharding)  # 56 GiB over 8 devices: 7 GiB each
     with pytest.raises(MemoryError):
         check_memory(config, 256, 1024, stats)  # the same on one device
@@ -198,3 +197,29 @@ def test_smollm2_greedy_matches_transformers():
     sampler = Sampler(config, SamplingConfig.for_model(config, greedy=True, max_new_tokens=64))
     out = sampler.generate(params, SMOL_PROMPTS, jax.random.key(0))
     _assert_greedy_matches(out, hf_model_from_gguf(path), SMOL_PROMPTS, 64, config.eos_token_ids)
+
+
+def test_draws_follow_the_softmax():
+    """choose_tokens' one-uniform inverse-CDF draw against the softmax it
+    should sample: 40k draws over a 300-token vocabulary (not a multiple of
+    the 256-token block, so the padded tail block is exercised) with a
+    filtered-out token set, compared by total variation and by never
+    returning a zero-probability token."""
+    rng = np.random.default_rng(3)
+    V, N = 300, 40_000
+    row = rng.normal(size=V).astype(np.float32) * 2
+    row[[0, 255, 256, 299]] = -np.inf  # masked at a block's edges and the vocabulary's ends
+    logits = jnp.asarray(np.broadcast_to(row, (N, V)))
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(0), jnp.arange(N))
+    cfg = SamplingConfig(temperature=1.0)
+    tokens, logp = jax.jit(lambda l, k: choose_tokens(cfg, l, k, jnp.int32(5)))(logits, keys)
+    tokens = np.asarray(tokens)
+    p = np.exp(row - row[np.isfinite(row)].max())
+    p /= p.sum()
+    assert not np.isin(tokens, [0, 255, 256, 299]).any()
+    freq = np.bincount(tokens, minlength=V) / N
+    assert 0.5 * np.abs(freq - p).sum() < 0.03  # sampling noise at 40k draws is ~0.015
+    np.testing.assert_allclose(np.asarray(logp), np.log(p[tokens]), atol=1e-5)
+    # The step is folded into each row's key: another step draws differently.
+    other = np.asarray(jax.jit(lambda l, k: choose_tokens(cfg, l, k, jnp.int32(6))[0])(logits, keys))
+    assert (other != tokens).mean() > 0.5

@@ -5,17 +5,21 @@ weights being trained, so the sampler takes the trainer's own (sharded)
 params pytree as an argument of its jitted functions: no copy, no weight
 sync, no stale policy.
 
-One call of `Sampler.generate` runs two compiled programs:
+One call of `Sampler.generate` runs three compiled programs:
 
+- convert (one compilation): the trainer's stacked params into per-layer
+  decode weights (models/decode.py), in the compute dtype, bfloat16 or int8
+  (`SamplingConfig.weights`); they live for this call only;
 - prefill (one compilation per (prompt bucket, batch)): runs each distinct
   left-padded prompt once into a fresh cache, copies its cache rows to its G
   samples and samples each row's first token;
 - decode (one `lax.while_loop`): one token per row per iteration, leaving as
   soon as every row has emitted an EOS or reached `max_new_tokens`.
 
-Randomness is per row: row r (in output order) samples step n with
-fold_in(fold_in(key, r), n), so a sample depends on the key, its row and its
-step only, never on the batch padding or on how the batch is sharded.
+Randomness is per row: row r (in output order) samples step n with one
+uniform from fold_in(fold_in(key, r), n), so a sample depends on the key, its
+row and its step only, never on the batch padding or on how the batch is
+sharded.
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ import numpy as np
 
 from vpd_jax import sharding as shd
 from vpd_jax.distributed import to_numpy
-from vpd_jax.models import ModelConfig, cache_bytes, forward_with_cache, init_cache
+from vpd_jax.models import ModelConfig
+from vpd_jax.models.decode import WEIGHT_FORMATS, cache_bytes, decode_params, forward_cached, init_cache
 
-CACHE_AXES = ("layers", "batch", "cache_seq", "kv_heads", "head_dim")  # [L, B, S, K, hd]
+CACHE_AXES = ("batch", "kv_heads", "cache_seq", "head_dim")  # [B, K, S, hd], one per layer and per k / v
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +54,10 @@ class SamplingConfig:
     pad_id: int = 0  # fills the prompts' left padding and every slot after a row's end
     prompt_buckets: tuple[int, ...] = ()  # allowed padded prompt lengths, e.g. powers of two
     bucket_multiple: int = 64  # without prompt_buckets: pad prompts to a multiple of this
+    # Decode weights: "compute" (the trainer's compute dtype: its numerics), or
+    # "bfloat16" / "int8" (weight-only, per-channel scales) for speed; the
+    # log-probs then differ from the trainer's (docs/PERFORMANCE.md, Sampler).
+    weights: str = "compute"
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -59,6 +68,8 @@ class SamplingConfig:
             raise ValueError(f"SamplingConfig.top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise ValueError(f"SamplingConfig.top_k must be >= 0 (0 = off), got {self.top_k}")
+        if self.weights not in WEIGHT_FORMATS:
+            raise ValueError(f"SamplingConfig.weights must be one of {WEIGHT_FORMATS}, got {self.weights!r}")
         if self.bucket_multiple < 1:
             raise ValueError(f"SamplingConfig.bucket_multiple must be >= 1, got {self.bucket_multiple}")
         object.__setattr__(self, "eos_ids", tuple(int(e) for e in self.eos_ids))
@@ -143,17 +154,58 @@ def _top_p_threshold(x: jax.Array, top_p: float, iters: int = 48) -> jax.Array:
     return lo
 
 
+_BLOCK = 256  # the inverse CDF's two levels: vocabulary blocks of this many tokens, then one block
+
+
+def _inverse_cdf(weights: jax.Array, u: jax.Array) -> jax.Array:
+    """[B] int32: per row, the token whose cumulative mass interval holds
+    u x total mass: a draw from weights [B, V] (>= 0, unnormalised) with
+    one uniform u [B] per row.
+
+    Two levels, so no [B, V] cumulative sum: block masses [B, V/256], their
+    running total picks the block, a 256-long running total inside it picks
+    the token. A zero-mass token never covers an interval, and the result is
+    clamped to the row's first / last nonzero token against float rounding
+    at the ends, so a filtered-out token is never drawn.
+    """
+    B, V = weights.shape
+    nb = -(-V // _BLOCK)
+    blocks = jnp.pad(weights, ((0, 0), (0, nb * _BLOCK - V))).reshape(B, nb, _BLOCK)
+    block_mass = jnp.sum(blocks, axis=-1)  # [B, nb]
+    upto = jnp.cumsum(block_mass, axis=-1)  # [B, nb]
+    target = u * upto[:, -1]  # [B]
+    last_block = nb - 1 - jnp.argmax(block_mass[:, ::-1] > 0, axis=-1)
+    b = jnp.minimum(jnp.sum(upto <= target[:, None], axis=-1), last_block)  # [B]
+    inner = jnp.take_along_axis(blocks, b[:, None, None], axis=1)[:, 0]  # [B, BLOCK]
+    rest = target - jnp.take_along_axis(upto - block_mass, b[:, None], axis=1)[:, 0]  # [B] mass into block b
+    first_in = jnp.argmax(inner > 0, axis=-1)
+    last_in = _BLOCK - 1 - jnp.argmax(inner[:, ::-1] > 0, axis=-1)
+    j = jnp.clip(jnp.sum(jnp.cumsum(inner, axis=-1) <= rest[:, None], axis=-1), first_in, last_in)
+    return (b * _BLOCK + j).astype(jnp.int32)
+
+
 def choose_tokens(cfg: SamplingConfig, logits: jax.Array, row_keys: jax.Array, step: jax.Array):
     """logits [B, V] f32 -> (tokens [B] int32, log-probs [B] of those tokens
-    under log_softmax(logits): the untempered policy the losses score)."""
+    under log_softmax(logits): the untempered policy the losses score).
+
+    One exp pass over [B, V] serves both the log-probs and, at temperature 1
+    without top-k / top-p, the draw; one uniform per row replaces the [B, V]
+    random bits and logs of a Gumbel-max draw.
+    """
+    top = jnp.max(logits, axis=-1, keepdims=True)  # [B, 1]
+    e = jnp.exp(logits - top)  # [B, V]
+    lse = top[:, 0] + jnp.log(jnp.sum(e, axis=-1))  # [B]
     if cfg.greedy:
         tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)
     else:
-        keys = jax.vmap(jax.random.fold_in, (0, None))(row_keys, step)  # one key per row and step
-        filtered = _filter_logits(cfg, logits)
-        tokens = jax.vmap(jax.random.categorical)(keys, filtered).astype(jnp.int32)
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    return tokens, jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
+        u = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, step)))(row_keys)  # [B], one per row and step
+        if cfg.temperature == 1 and cfg.top_k == 0 and cfg.top_p >= 1:
+            weights = e
+        else:
+            x = _filter_logits(cfg, logits)
+            weights = jnp.exp(x - jnp.max(x, axis=-1, keepdims=True))  # filtered tokens: exp(-inf) = 0
+        tokens = _inverse_cdf(weights, u)
+    return tokens, jnp.take_along_axis(logits, tokens[:, None], axis=-1)[:, 0] - lse
 
 
 # ------------------------------------------------------------------ memory
@@ -163,15 +215,16 @@ def check_memory(config: ModelConfig, batch: int, max_len: int, stats: dict | No
     allocated (the params among it), before anything is allocated.
 
     stats is `device.memory_stats()` (None on CPU: nothing to check). The
-    cache is counted per device through its sharding; `vocab_workspace`
-    [B, V] float32 buffers cover the logits and the sampling temporaries.
+    cache is counted per device through the sharding of one layer's
+    [B, K, S, hd] buffer; `vocab_workspace` [B, V] float32 buffers cover the
+    logits and the sampling temporaries.
     """
     if not stats or "bytes_limit" not in stats:
         return
-    shape = (config.num_layers, batch, max_len, config.num_kv_heads, config.head_dim)
+    shape = (batch, config.num_kv_heads, max_len, config.head_dim)
     local = cache_sharding.shard_shape(shape) if cache_sharding is not None else shape
-    per_device = cache_bytes(config, local[1], local[2]) * (local[3] / shape[3])
-    need = per_device + vocab_workspace * local[1] * config.vocab_size * 4
+    per_device = cache_bytes(config, local[0], local[2]) * (local[1] / shape[1])
+    need = per_device + vocab_workspace * local[0] * config.vocab_size * 4
     in_use, limit = stats.get("bytes_in_use", 0), stats["bytes_limit"]
     if in_use + need > limit:
         gib = 2.0 ** 30
@@ -222,8 +275,10 @@ class Sampler:
 
         self._check_memory(batch + n_prompts, P + cfg.max_new_tokens)  # both caches exist during prefill
         put = self._put_batch
-        state = self._prefill(params, put(tokens), put(mask), put(source), put(active), key)
-        state = self._decode(params, state)
+        weights = self._convert(params)
+        state = self._prefill(weights, put(tokens), put(mask), put(source), put(active), key)
+        state = self._decode(weights, state)
+        del weights
         state.pop("cache")  # the donated buffer, returned only so it aliases; freed here
         # On a multi-host mesh each host holds only its rows' shards; every
         # host gets every row (the caller keeps its own).
@@ -247,7 +302,7 @@ class Sampler:
     def _check_memory(self, batch: int, max_len: int) -> None:
         devices = ([d for d in self.mesh.devices.flat if d.process_index == jax.process_index()]
                    if self.mesh is not None else jax.local_devices()[:1])  # stats exist for local devices only
-        shape = (self.model.num_layers, batch, max_len, self.model.num_kv_heads, self.model.head_dim)
+        shape = (batch, self.model.num_kv_heads, max_len, self.model.head_dim)
         for device in devices:
             stats = device.memory_stats() if hasattr(device, "memory_stats") else None
             check_memory(self.model, batch, max_len, stats, self._cache_sharding(shape))
@@ -258,6 +313,10 @@ class Sampler:
         return jax.lax.with_sharding_constraint(x, shd.named_sharding(self.mesh, logical_axes, x.shape, self.rules))
 
     @functools.cached_property
+    def _convert(self):
+        return jax.jit(functools.partial(decode_params, self.model, weights=self.sampling.weights))
+
+    @functools.cached_property
     def _prefill(self):
         # The cache is created inside the program: it never exists before
         # prefill, so there is nothing to allocate (or to check) twice.
@@ -265,7 +324,7 @@ class Sampler:
 
     @functools.cached_property
     def _decode(self):
-        # The state (the [L, B, S, K, hd] cache above all) is donated: XLA
+        # The state (the per-layer [B, K, S, hd] caches above all) is donated: XLA
         # writes the returned state into the input's buffers, so the cache is
         # updated in place instead of copied into a second buffer per call.
         return jax.jit(self._decode_body, donate_argnums=(1,))
@@ -286,9 +345,9 @@ class Sampler:
         # Generated slots are valid from the moment they are written; the
         # causal rule (slot <= query slot) hides the ones not yet written.
         kv_valid = jnp.concatenate([mask, jnp.ones((Bp, cfg.max_new_tokens), bool)], axis=1)  # [Bp, S]
-        logits, cache = forward_with_cache(self.model, params, tokens, positions, cache, jnp.int32(0), kv_valid,
-                                           last_only=True)  # [Bp, 1, V]
-        cache = {k: self._constrain(jnp.take(v, source, axis=1), CACHE_AXES) for k, v in cache.items()}  # [L, B, ...]
+        logits, cache = forward_cached(self.model, params, tokens, positions, cache, jnp.int32(0), kv_valid,
+                                       last_only=True)  # [Bp, 1, V]
+        cache = jax.tree.map(lambda c: self._constrain(jnp.take(c, source, axis=0), CACHE_AXES), cache)  # [B, K, S, hd]
         logits, kv_valid, mask = logits[source], kv_valid[source], mask[source]  # [B, 1, V], [B, S], [B, P]
         row_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(B, dtype=jnp.int32))  # [B]
         first, logp = choose_tokens(cfg, logits[:, 0], row_keys, jnp.int32(0))
@@ -324,8 +383,8 @@ class Sampler:
             n = s["step"]
             last = jax.lax.dynamic_slice_in_dim(s["tokens"], n, 1, axis=1)  # [B, 1]
             positions = s["prompt_len"][:, None] + n  # [B, 1]: token n follows the real prompt
-            logits, cache = forward_with_cache(self.model, params, last, positions, s["cache"], P + n,
-                                               s["kv_valid"], last_only=True)
+            logits, cache = forward_cached(self.model, params, last, positions, s["cache"], P + n,
+                                           s["kv_valid"], last_only=True)
             tok, logp = choose_tokens(cfg, logits[:, 0], s["row_keys"], n + 1)
             live = ~s["done"]
             tok = jnp.where(live, tok, cfg.pad_id)
