@@ -7,7 +7,7 @@ layer's weights are first dynamic-sliced out of the stack: a copy of all
 weights per generated token, as large as the matmuls' own reads (profiled
 in docs/PERFORMANCE.md). So the sampler converts the trainer's params once
 per `generate` call (`decode_params`) into one entry per layer, optionally
-in bfloat16 or int8 (weight-only, per-output-channel scales), and runs the
+in bfloat16 or int8 (weight-only, grouped scales), and runs the
 layers as a Python loop. The KV cache is one [B, K, S, hd] buffer per layer
 and per k / v, the layout the score and value products read without a
 transpose, updated in place under donation.
@@ -28,21 +28,28 @@ WEIGHT_FORMATS = ("compute", "float32", "bfloat16", "int8")
 
 
 # ------------------------------------------------------------------ weights
-def _quantize(w: jax.Array, out_axis: int) -> dict:
-    """Symmetric int8 with one float32 scale per output channel (the largest
-    |w| of that channel maps to 127): round-to-nearest, so each weight is off
-    by at most scale / 2."""
-    w32 = w.astype(jnp.float32)
-    reduce = tuple(a for a in range(w.ndim) if a != out_axis % w.ndim)
-    scale = jnp.max(jnp.abs(w32), axis=reduce) / 127.0
-    scale = jnp.where(scale > 0, scale, 1.0)  # an all-zero channel stays zero
-    q = jnp.round(w32 / jnp.expand_dims(scale, reduce)).astype(jnp.int8)
+INT8_GROUP = 32  # input rows sharing one int8 scale
+
+
+def _quantize(w: jax.Array) -> dict:
+    """w [I, O] -> symmetric int8 [I, O] with one float32 scale per group of
+    INT8_GROUP input rows and per output column ([I / g, O]): the largest |w|
+    of a group maps to 127, round-to-nearest, so each weight is off by at
+    most scale / 2. Groups along the contraction, as GGUF's block formats
+    do: an outlier then coarsens 32 weights, not a whole column (per-column
+    scales gave SmolLM2 ~2.5x the log-prob error)."""
+    I, O = w.shape
+    g = INT8_GROUP if I % INT8_GROUP == 0 else I  # odd widths fall back to one group per column
+    blocks = w.astype(jnp.float32).reshape(I // g, g, O)
+    scale = jnp.max(jnp.abs(blocks), axis=1) / 127.0  # [I / g, O]
+    scale = jnp.where(scale > 0, scale, 1.0)  # an all-zero group stays zero
+    q = jnp.round(blocks / scale[:, None, :]).astype(jnp.int8).reshape(I, O)
     return {"int8": q, "scale": scale}
 
 
-def _convert(w: jax.Array, fmt: str, out_axis: int = -1):
+def _convert(w: jax.Array, fmt: str):
     if fmt == "int8":
-        return _quantize(w, out_axis)
+        return _quantize(w)
     return w.astype(fmt)
 
 
@@ -56,7 +63,8 @@ def decode_params(config: ModelConfig, params: dict, weights: str = "compute") -
         final_norm   [D]
 
     weights: "compute" (config.compute_dtype, the trainer's numerics),
-    "float32", "bfloat16", or "int8" (a dict {"int8", "scale"} per matrix).
+    "float32", "bfloat16", or "int8" (a dict {"int8", "scale"} per layer
+    matrix; the vocabulary matrices then in bfloat16).
     Meant to run under jit, once per generate call: the result lives only
     for that call, so it is never a second copy on disk or between steps.
     """
@@ -78,43 +86,46 @@ def decode_params(config: ModelConfig, params: dict, weights: str = "compute") -
         layer = {name: _convert(w[i], fmt) for name, w in flat.items()}
         layer.update({n: stacked[n][i].astype(jnp.float32) for n in norms})
         layers.append(layer)
-    out = {"embed": _convert(params["embed"], fmt, out_axis=0), "layers": layers,
+    # int8 keeps the vocabulary matrices in bfloat16: grouped scales along D
+    # would make the LM head a [B, D / g, V] product, and they hold 20% of
+    # the weights of a small model only.
+    vocab_fmt = "bfloat16" if fmt == "int8" else fmt
+    out = {"embed": params["embed"].astype(vocab_fmt), "layers": layers,
            "final_norm": params["final_norm"].astype(jnp.float32)}
     if not c.tie_word_embeddings:
-        out["lm_head"] = _convert(params["lm_head"], fmt)
+        out["lm_head"] = params["lm_head"].astype(vocab_fmt)
     return out
 
 
-def matmul(x: jax.Array, w, out_dtype=None) -> jax.Array:
-    """x [..., I] @ w [I, O] for any weight format. int8 weights are widened
-    inside the product (XLA fuses the convert into the matmul's operand
-    read, so only int8 bytes cross the memory bus) and the per-channel scale
-    is applied to the [..., O] result; bfloat16 weights likewise."""
+def matmul(x: jax.Array, w, out_dtype=None, spec: str = "...i,io->...o") -> jax.Array:
+    """x [..., I] @ w [I, O] (or as spec says) for any weight format.
+
+    bfloat16 weights multiply bfloat16-rounded activations, accumulating in
+    float32: the one product this CPU runs natively (AMX), 3x a float32
+    one; a widened weight would be read as float32 and gain nothing. int8
+    weights are dequantized per group inside the program (the convert and
+    scale fuse into the matmul's operand read) and multiply in the compute
+    dtype: a memory saving, not a speed-up, on XLA:CPU.
+    """
     out_dtype = out_dtype or x.dtype
     if isinstance(w, dict):
-        y = jnp.einsum("...i,io->...o", x, w["int8"].astype(x.dtype), preferred_element_type=jnp.float32)
-        return (y * w["scale"]).astype(out_dtype)
-    return jnp.einsum("...i,io->...o", x, w.astype(x.dtype), preferred_element_type=out_dtype)
+        G, O = w["scale"].shape
+        w = (w["int8"].reshape(G, -1, O).astype(x.dtype) * w["scale"][:, None, :].astype(x.dtype)).reshape(-1, O)
+    elif jnp.dtype(w.dtype).itemsize < jnp.dtype(x.dtype).itemsize:
+        x = x.astype(w.dtype)
+    return jnp.einsum(spec, x, w.astype(x.dtype), preferred_element_type=jnp.float32).astype(out_dtype)
 
 
 def embed_rows(config: ModelConfig, dparams: dict, tokens: jax.Array) -> jax.Array:
     """tokens [B, T] -> [B, T, D] in the compute dtype."""
-    table = dparams["embed"]
-    cdt = jnp.dtype(config.compute_dtype)
-    if isinstance(table, dict):
-        return (jnp.take(table["int8"], tokens, axis=0).astype(cdt) * jnp.take(table["scale"], tokens)[..., None])
-    return jnp.take(table, tokens, axis=0).astype(cdt)
+    return jnp.take(dparams["embed"], tokens, axis=0).astype(config.compute_dtype)
 
 
 def decode_logits(config: ModelConfig, dparams: dict, h: jax.Array) -> jax.Array:
     """Final-normed hidden states [B, T, D] -> float32 logits [B, T, V]."""
     if not config.tie_word_embeddings:
         return matmul(h, dparams["lm_head"], jnp.float32)
-    table = dparams["embed"]  # [V, D]: contract on D, no transposed copy
-    if isinstance(table, dict):
-        y = jnp.einsum("btd,vd->btv", h, table["int8"].astype(h.dtype), preferred_element_type=jnp.float32)
-        return y * table["scale"]
-    return jnp.einsum("btd,vd->btv", h, table.astype(h.dtype), preferred_element_type=jnp.float32)
+    return matmul(h, dparams["embed"], jnp.float32, spec="btd,vd->btv")  # [V, D]: contract on D, no transposed copy
 
 
 # -------------------------------------------------------------------- cache
