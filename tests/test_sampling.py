@@ -187,6 +187,8 @@ def test_memory_check_refuses_before_allocating():
     gib = 2 ** 30
     stats = {"bytes_limit": 16 * gib, "bytes_in_use": 2 * gib}
     check_memory(config, 16, 1024, stats)  # 3.5 GiB of fp32 cache: fits
+    with pytest.raises(MemoryError, match=r"decode weights 12\.00 GiB"):  # the converted weights count too
+        check_memory(config, 16, 1024, stats, weight_bytes=12 * gib)
     with pytest.raises(MemoryError, match=r"KV cache 112\.00 GiB.*fewer prompts"):
         check_memory(config, 512, 1024, stats)
     check_memory(config, 512, 1024, None)  # CPU: no stats, nothing to check

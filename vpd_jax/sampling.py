@@ -36,7 +36,8 @@ import numpy as np
 from vpd_jax import sharding as shd
 from vpd_jax.distributed import to_numpy
 from vpd_jax.models import ModelConfig
-from vpd_jax.models.decode import WEIGHT_FORMATS, cache_bytes, decode_params, forward_cached, init_cache
+from vpd_jax.models.decode import (WEIGHT_FORMATS, cache_bytes, decode_params, decode_weight_bytes, forward_cached,
+                                   init_cache)
 
 CACHE_AXES = ("batch", "kv_heads", "cache_seq", "head_dim")  # [B, K, S, hd], one per layer and per k / v
 
@@ -210,7 +211,7 @@ def choose_tokens(cfg: SamplingConfig, logits: jax.Array, row_keys: jax.Array, s
 
 # ------------------------------------------------------------------ memory
 def check_memory(config: ModelConfig, batch: int, max_len: int, stats: dict | None, cache_sharding=None,
-                 vocab_workspace: int = 4) -> None:
+                 vocab_workspace: int = 4, weight_bytes: float = 0) -> None:
     """Raises MemoryError if the KV cache cannot fit next to what is already
     allocated (the params among it), before anything is allocated.
 
@@ -224,13 +225,13 @@ def check_memory(config: ModelConfig, batch: int, max_len: int, stats: dict | No
     shape = (batch, config.num_kv_heads, max_len, config.head_dim)
     local = cache_sharding.shard_shape(shape) if cache_sharding is not None else shape
     per_device = cache_bytes(config, local[0], local[2]) * (local[1] / shape[1])
-    need = per_device + vocab_workspace * local[0] * config.vocab_size * 4
+    need = per_device + vocab_workspace * local[0] * config.vocab_size * 4 + weight_bytes
     in_use, limit = stats.get("bytes_in_use", 0), stats["bytes_limit"]
     if in_use + need > limit:
         gib = 2.0 ** 30
         raise MemoryError(
             f"sampling {batch} rows x {max_len} cache slots needs {need / gib:.2f} GiB per device (KV cache "
-            f"{per_device / gib:.2f} GiB + logits), but {in_use / gib:.2f} GiB of {limit / gib:.2f} GiB are in use "
+            f"{per_device / gib:.2f} GiB + decode weights {weight_bytes / gib:.2f} GiB + logits), but {in_use / gib:.2f} GiB of {limit / gib:.2f} GiB are in use "
             "(params included); sample fewer prompts or samples per call, lower max_new_tokens, use a smaller "
             "prompt bucket, shard the batch over more devices, or set compute_dtype='bfloat16' for a half-size cache"
         )
@@ -303,9 +304,14 @@ class Sampler:
         devices = ([d for d in self.mesh.devices.flat if d.process_index == jax.process_index()]
                    if self.mesh is not None else jax.local_devices()[:1])  # stats exist for local devices only
         shape = (batch, self.model.num_kv_heads, max_len, self.model.head_dim)
+        # The converted decode weights live beside the params for the call;
+        # counted as if spread evenly over the mesh, as the params are.
+        per_device_weights = decode_weight_bytes(self.model, self.sampling.weights) / (
+            self.mesh.devices.size if self.mesh is not None else 1)
         for device in devices:
             stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-            check_memory(self.model, batch, max_len, stats, self._cache_sharding(shape))
+            check_memory(self.model, batch, max_len, stats, self._cache_sharding(shape),
+                         weight_bytes=per_device_weights)
 
     def _constrain(self, x: jax.Array, logical_axes) -> jax.Array:
         if self.mesh is None:

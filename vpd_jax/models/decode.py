@@ -97,6 +97,17 @@ def decode_params(config: ModelConfig, params: dict, weights: str = "compute") -
     return out
 
 
+def decode_weight_bytes(config: ModelConfig, weights: str = "compute") -> int:
+    """Bytes of `decode_params`' result: the copy a generate call adds."""
+    c = config
+    vocab = c.vocab_size * c.hidden_size * (1 if c.tie_word_embeddings else 2)
+    layers = c.num_params(include_embedding=False) - c.hidden_size
+    if weights == "int8":
+        return int(layers * (1 + 4 / INT8_GROUP) + vocab * 2)
+    fmt = c.compute_dtype if weights == "compute" else weights
+    return (layers + vocab) * jnp.dtype(fmt).itemsize
+
+
 def matmul(x: jax.Array, w, out_dtype=None, spec: str = "...i,io->...o") -> jax.Array:
     """x [..., I] @ w [I, O] (or as spec says) for any weight format.
 
