@@ -12,7 +12,8 @@ from conftest import smollm2_gguf_path
 
 from vpd_jax import sharding
 from vpd_jax.models import decode, forward, load_pretrained, preset
-from vpd_jax.sampling import CACHE_AXES, Sampler, SamplingConfig, _filter_logits, check_memory, choose_tokens
+from vpd_jax.sampling import CACHE_AXES, Sampler, SamplingConfig, check_memory
+from vpd_jax.token_choice import _filter_logits, choose_tokens
 
 # Different lengths in one batch, so every row but the longest is left-padded.
 PROMPTS = [[5, 17, 33], [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50], [7, 90, 120, 3, 64, 8]]
