@@ -80,6 +80,28 @@ def dot_flops(hlo_text: str) -> dict[str, float]:
     return out
 
 
+def profile_ops(run) -> tuple[collections.Counter, collections.Counter, collections.Counter]:
+    """(seconds by operation, seconds by kind, calls by operation) of one
+    run() under `jax.profiler.trace`, summed over threads."""
+    import jax
+
+    with tempfile.TemporaryDirectory() as d:
+        with jax.profiler.trace(d, create_perfetto_trace=True):
+            run()
+        trace = sorted(glob.glob(os.path.join(d, "**", "*.trace.json.gz"), recursive=True))
+        if not trace:
+            sys.exit("the profiler wrote no trace (is XLA_FLAGS overriding --xla_cpu_enable_xprof_traceme?)")
+        events = json.load(gzip.open(trace[-1]))
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    by_op, by_kind, calls = collections.Counter(), collections.Counter(), collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and not e["name"].startswith(("ThunkExecutor", "$", "Slinky", "end:")):
+            by_op[e["name"]] += e.get("dur", 0) / 1e6
+            calls[e["name"]] += 1  # a scanned layer's op runs once per layer
+            by_kind[re.sub(r"\.\d+$", "", e["name"])] += e.get("dur", 0) / 1e6
+    return by_op, by_kind, calls
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--step", default="fwd_bwd", choices=("fwd_bwd", "m_step", "e_step"))
@@ -101,20 +123,7 @@ def main():
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     run()
     wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
-    with tempfile.TemporaryDirectory() as d:
-        with jax.profiler.trace(d, create_perfetto_trace=True):
-            run()
-        trace = sorted(glob.glob(os.path.join(d, "**", "*.trace.json.gz"), recursive=True))
-        if not trace:
-            sys.exit("the profiler wrote no trace (is XLA_FLAGS overriding --xla_cpu_enable_xprof_traceme?)")
-        events = json.load(gzip.open(trace[-1]))
-    events = events["traceEvents"] if isinstance(events, dict) else events
-    by_op, by_kind, calls = collections.Counter(), collections.Counter(), collections.Counter()
-    for e in events:
-        if e.get("ph") == "X" and not e["name"].startswith(("ThunkExecutor", "$", "Slinky", "end:")):
-            by_op[e["name"]] += e.get("dur", 0) / 1e6
-            calls[e["name"]] += 1  # a scanned layer's op runs once per layer
-            by_kind[re.sub(r"\.\d+$", "", e["name"])] += e.get("dur", 0) / 1e6
+    by_op, by_kind, calls = profile_ops(run)
     total = sum(by_kind.values())
     print(f"# {args.step}, {args.preset}, {args.batch} x {args.seq}, {args.dtype}, remat={args.remat}, "
           f"{jax.default_backend()}, load average {os.getloadavg()[0]:.2f}")

@@ -50,6 +50,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.rollout.temperature = 1.0
     c.rollout.top_p = 1.0
     c.rollout.top_k = 0  # 0 = off
+    # Sampler (rollouts and eval) weights: "compute" (the trainer's numerics),
+    # "bfloat16" or "int8" (faster / smaller; log-probs then differ from the
+    # trainer's, bounded by train.importance_clip: docs/PERFORMANCE.md).
+    c.rollout.weights = "compute"
 
     c.feedback = ml_collections.ConfigDict()
     c.feedback.server_address = ""  # "host:port" of a running server; "" = start one per host

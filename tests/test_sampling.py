@@ -11,8 +11,9 @@ import pytest
 from conftest import smollm2_gguf_path
 
 from vpd_jax import sharding
-from vpd_jax.models import forward, load_pretrained, preset
-from vpd_jax.sampling import Sampler, SamplingConfig, _filter_logits, check_memory
+from vpd_jax.models import decode, forward, load_pretrained, preset
+from vpd_jax.sampling import CACHE_AXES, Sampler, SamplingConfig, check_memory
+from vpd_jax.token_choice import _filter_logits, choose_tokens
 
 # Different lengths in one batch, so every row but the longest is left-padded.
 PROMPTS = [[5, 17, 33], [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50], [7, 90, 120, 3, 64, 8]]
@@ -79,10 +80,9 @@ def sampled(qwen3, sampler):
     return sampler.generate(qwen3[1], PROMPTS, jax.random.key(7), num_samples=3)
 
 
-def test_logprobs_equal_teacher_forced_forward(qwen3, sampled):
-    config, params = qwen3
-    out = sampled
-    assert out.tokens.shape == (9, 12) and out.prompt_index.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+def _teacher_forced(config, params, out) -> list:
+    """Per row, log pi(answer token j) from one float32 forward over prompt +
+    answer (left-padded batch): what the trainer computes for old_logp."""
     seqs = [p + out.tokens[r, :out.lengths[r]].tolist() for r, p in enumerate(out.prompts)]
     T = max(map(len, seqs))
     tokens = np.zeros((len(seqs), T), np.int32)
@@ -90,12 +90,55 @@ def test_logprobs_equal_teacher_forced_forward(qwen3, sampled):
     for r, s in enumerate(seqs):
         tokens[r, T - len(s):], mask[r, T - len(s):] = s, True
     logp = np.asarray(jax.nn.log_softmax(forward(config, params, tokens, mask=mask), axis=-1))  # [N, T, V]
-    for r, s in enumerate(seqs):
+    # Token j of the answer sits at index T - n + j; it was predicted one index earlier.
+    return [logp[r, np.arange(T - n - 1, T - 1), tokens[r, T - n:]] for r, n in enumerate(out.lengths)]
+
+
+def test_logprobs_equal_teacher_forced_forward(qwen3, sampled):
+    config, params = qwen3
+    out = sampled
+    assert out.tokens.shape == (9, 12) and out.prompt_index.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    for r, ref in enumerate(_teacher_forced(config, params, out)):
         n = out.lengths[r]
-        # Token j of the answer sits at index T - n + j; it was predicted one index earlier.
-        ref = logp[r, np.arange(T - n - 1, T - 1), tokens[r, T - n:]]
         np.testing.assert_allclose(out.logprobs[r, :n], ref, atol=1e-4, rtol=0)
         assert (out.logprobs[r, n:] == 0).all() and (out.tokens[r, n:] == 0).all()
+
+
+# Measured on this fixture (tiny random Qwen3): mean / max |delta| per token
+# 5.6e-4 / 1.8e-3 (bfloat16), 1.2e-3 / 5.0e-3 (int8); the bounds leave ~4x
+# room, far below the error of a wrong kernel (a lost scale, a wrong group).
+REDUCED_BOUNDS = {"bfloat16": (2e-3, 8e-3), "int8": (5e-3, 2e-2)}  # mean, max |delta| per token
+
+
+@pytest.mark.parametrize("weights", sorted(REDUCED_BOUNDS))
+def test_reduced_precision_logprobs_stay_near_float32(qwen3, weights):
+    """bfloat16 / int8 decode weights: the sampler's log-probs of its own
+    tokens against the float32 teacher-forced forward, within the measured
+    bound, and not equal to it (the narrow weights were really used)."""
+    config, params = qwen3
+    out = Sampler(config, SamplingConfig(**SAMPLED, weights=weights)).generate(
+        params, PROMPTS, jax.random.key(7), num_samples=3)
+    delta = np.concatenate([out.logprobs[r, :out.lengths[r]] - ref
+                            for r, ref in enumerate(_teacher_forced(config, params, out))])
+    mean_bound, max_bound = REDUCED_BOUNDS[weights]
+    assert 1e-5 < np.abs(delta).mean() < mean_bound, np.abs(delta).mean()
+    assert np.abs(delta).max() < max_bound, np.abs(delta).max()
+
+
+def test_int8_matmul_matches_numpy_dequantized():
+    """Grouped int8: every weight within half a scale step of the original,
+    and the product equal to x @ (dequantized weights) done in NumPy."""
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(64, 48)).astype(np.float32)
+    w[5, 7] = 40.0  # an outlier coarsens its own group of 32 rows only
+    q = decode._quantize(jnp.asarray(w))
+    qi, scale = np.asarray(q["int8"]), np.asarray(q["scale"])  # [64, 48], [2, 48]
+    deq = qi.astype(np.float32).reshape(2, 32, 48) * scale[:, None, :]
+    np.testing.assert_array_less(np.abs(deq.reshape(64, 48) - w), scale.repeat(32, axis=0) / 2 + 1e-6)
+    assert scale[1, 7] < 0.05 < scale[0, 7]
+    x = rng.normal(size=(3, 64)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(decode.matmul(jnp.asarray(x), q)), x @ deq.reshape(64, 48),
+                               rtol=1e-5, atol=1e-4)
 
 
 def test_rows_end_at_eos_or_length(sampled):
@@ -145,12 +188,13 @@ def test_memory_check_refuses_before_allocating():
     gib = 2 ** 30
     stats = {"bytes_limit": 16 * gib, "bytes_in_use": 2 * gib}
     check_memory(config, 16, 1024, stats)  # 3.5 GiB of fp32 cache: fits
+    with pytest.raises(MemoryError, match=r"decode weights 12\.00 GiB"):  # the converted weights count too
+        check_memory(config, 16, 1024, stats, weight_bytes=12 * gib)
     with pytest.raises(MemoryError, match=r"KV cache 112\.00 GiB.*fewer prompts"):
         check_memory(config, 512, 1024, stats)
     check_memory(config, 512, 1024, None)  # CPU: no stats, nothing to check
     mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
-    cache_sharding = sharding.named_sharding(mesh, ("layers", "batch", "cache_seq", "kv_heads", "head_dim"),
-                                             (28, 512, 1024, 8, 128))
+    cache_sharding = sharding.named_sharding(mesh, CACHE_AXES, (256, 8, 1024, 128))  # one layer's [B, K, S, hd]
     check_memory(config, 256, 1024, stats, cache_sharding)  # 56 GiB over 8 devices: 7 GiB each
     with pytest.raises(MemoryError):
         check_memory(config, 256, 1024, stats)  # the same on one device
@@ -198,3 +242,29 @@ def test_smollm2_greedy_matches_transformers():
     sampler = Sampler(config, SamplingConfig.for_model(config, greedy=True, max_new_tokens=64))
     out = sampler.generate(params, SMOL_PROMPTS, jax.random.key(0))
     _assert_greedy_matches(out, hf_model_from_gguf(path), SMOL_PROMPTS, 64, config.eos_token_ids)
+
+
+def test_draws_follow_the_softmax():
+    """choose_tokens' one-uniform inverse-CDF draw against the softmax it
+    should sample: 40k draws over a 300-token vocabulary (not a multiple of
+    the 256-token block, so the padded tail block is exercised) with a
+    filtered-out token set, compared by total variation and by never
+    returning a zero-probability token."""
+    rng = np.random.default_rng(3)
+    V, N = 300, 40_000
+    row = rng.normal(size=V).astype(np.float32) * 2
+    row[[0, 255, 256, 299]] = -np.inf  # masked at a block's edges and the vocabulary's ends
+    logits = jnp.asarray(np.broadcast_to(row, (N, V)))
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(0), jnp.arange(N))
+    cfg = SamplingConfig(temperature=1.0)
+    tokens, logp = jax.jit(lambda l, k: choose_tokens(cfg, l, k, jnp.int32(5)))(logits, keys)
+    tokens = np.asarray(tokens)
+    p = np.exp(row - row[np.isfinite(row)].max())
+    p /= p.sum()
+    assert not np.isin(tokens, [0, 255, 256, 299]).any()
+    freq = np.bincount(tokens, minlength=V) / N
+    assert 0.5 * np.abs(freq - p).sum() < 0.03  # sampling noise at 40k draws is ~0.015
+    np.testing.assert_allclose(np.asarray(logp), np.log(p[tokens]), atol=1e-5)
+    # The step is folded into each row's key: another step draws differently.
+    other = np.asarray(jax.jit(lambda l, k: choose_tokens(cfg, l, k, jnp.int32(6))[0])(logits, keys))
+    assert (other != tokens).mean() > 0.5

@@ -23,7 +23,8 @@ class RolloutSampler:
     def __init__(self, model_config, tokenizer, mesh, rollout_cfg):
         self.model_config, self.tokenizer, self.mesh = model_config, tokenizer, mesh
         self.defaults = dict(temperature=float(rollout_cfg.temperature), top_p=float(rollout_cfg.top_p),
-                             top_k=int(rollout_cfg.top_k), max_new_tokens=int(rollout_cfg.max_new_tokens))
+                             top_k=int(rollout_cfg.top_k), max_new_tokens=int(rollout_cfg.max_new_tokens),
+                             weights=str(rollout_cfg.get("weights", "compute")))
         eos = set(model_config.eos_token_ids)
         if tokenizer is not None and tokenizer.eos_token_id is not None:
             eos.add(int(tokenizer.eos_token_id))

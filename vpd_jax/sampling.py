@@ -5,17 +5,22 @@ weights being trained, so the sampler takes the trainer's own (sharded)
 params pytree as an argument of its jitted functions: no copy, no weight
 sync, no stale policy.
 
-One call of `Sampler.generate` runs two compiled programs:
+How a token is chosen from its logits is token_choice.py's job. One call
+of `Sampler.generate` runs three compiled programs:
 
+- convert (one compilation): the trainer's stacked params into per-layer
+  decode weights (models/decode.py), in the compute dtype, bfloat16 or int8
+  (`SamplingConfig.weights`); they live for this call only;
 - prefill (one compilation per (prompt bucket, batch)): runs each distinct
   left-padded prompt once into a fresh cache, copies its cache rows to its G
   samples and samples each row's first token;
 - decode (one `lax.while_loop`): one token per row per iteration, leaving as
   soon as every row has emitted an EOS or reached `max_new_tokens`.
 
-Randomness is per row: row r (in output order) samples step n with
-fold_in(fold_in(key, r), n), so a sample depends on the key, its row and its
-step only, never on the batch padding or on how the batch is sharded.
+Randomness is per row: row r (in output order) samples step n with one
+uniform from fold_in(fold_in(key, r), n), so a sample depends on the key, its
+row and its step only, never on the batch padding or on how the batch is
+sharded.
 """
 
 from __future__ import annotations
@@ -31,9 +36,12 @@ import numpy as np
 
 from vpd_jax import sharding as shd
 from vpd_jax.distributed import to_numpy
-from vpd_jax.models import ModelConfig, cache_bytes, forward_with_cache, init_cache
+from vpd_jax.models import ModelConfig
+from vpd_jax.models.decode import (WEIGHT_FORMATS, cache_bytes, decode_params, decode_weight_bytes, forward_cached,
+                                   init_cache)
+from vpd_jax.token_choice import choose_tokens
 
-CACHE_AXES = ("layers", "batch", "cache_seq", "kv_heads", "head_dim")  # [L, B, S, K, hd]
+CACHE_AXES = ("batch", "kv_heads", "cache_seq", "head_dim")  # [B, K, S, hd], one per layer and per k / v
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +57,10 @@ class SamplingConfig:
     pad_id: int = 0  # fills the prompts' left padding and every slot after a row's end
     prompt_buckets: tuple[int, ...] = ()  # allowed padded prompt lengths, e.g. powers of two
     bucket_multiple: int = 64  # without prompt_buckets: pad prompts to a multiple of this
+    # Decode weights: "compute" (the trainer's compute dtype: its numerics), or
+    # "bfloat16" / "int8" (weight-only, per-channel scales) for speed; the
+    # log-probs then differ from the trainer's (docs/PERFORMANCE.md, Sampler).
+    weights: str = "compute"
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -59,6 +71,8 @@ class SamplingConfig:
             raise ValueError(f"SamplingConfig.top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise ValueError(f"SamplingConfig.top_k must be >= 0 (0 = off), got {self.top_k}")
+        if self.weights not in WEIGHT_FORMATS:
+            raise ValueError(f"SamplingConfig.weights must be one of {WEIGHT_FORMATS}, got {self.weights!r}")
         if self.bucket_multiple < 1:
             raise ValueError(f"SamplingConfig.bucket_multiple must be >= 1, got {self.bucket_multiple}")
         object.__setattr__(self, "eos_ids", tuple(int(e) for e in self.eos_ids))
@@ -95,89 +109,29 @@ class SampleOutput:
     prompts: list  # N lists of prompt token ids (row r's prompt)
 
 
-# ------------------------------------------------------------- token choice
-def _filter_logits(cfg: SamplingConfig, logits: jax.Array) -> jax.Array:
-    """Tempered logits [B, V] with everything outside top-k / top-p at -inf.
-
-    The cut is a per-row threshold value. Top-k takes it from `lax.top_k`;
-    top-p over the k survivors from their cumulative mass; top-p over the
-    whole vocabulary bisects for it (no [B, V] sort, ~10x cheaper on CPU).
-    With neither, nothing is computed. Tokens tied with the threshold are
-    all kept.
-    """
-    x = logits / cfg.temperature
-    if cfg.top_k == 0 and cfg.top_p >= 1:
-        return x
-    if cfg.top_k == 0:
-        threshold = _top_p_threshold(x, cfg.top_p)
-    else:
-        desc, _ = jax.lax.top_k(x, min(cfg.top_k, x.shape[-1]))  # [B, k], largest first
-        threshold = desc[:, -1:]
-        if cfg.top_p < 1:
-            probs = jax.nn.softmax(desc, axis=-1)  # renormalised over the top-k survivors, as HF orders them
-            mass_before = jnp.cumsum(probs, axis=-1) - probs  # [B, k]
-            n_keep = jnp.maximum(jnp.sum(mass_before < cfg.top_p, axis=-1), 1)  # [B]
-            threshold = jnp.take_along_axis(desc, (n_keep - 1)[:, None], axis=-1)  # [B, 1]
-    return jnp.where(x >= threshold, x, -jnp.inf)
-
-
-def _top_p_threshold(x: jax.Array, top_p: float, iters: int = 48) -> jax.Array:
-    """[B, 1]: the largest logit value t whose tokens {x >= t} hold at least
-    top_p of the mass: the nucleus boundary, found by bisection.
-
-    Invariant: mass(lo) >= top_p > mass(hi). Float bisection ends with lo and
-    hi adjacent, where lo is exactly the boundary token's logit.
-    """
-    probs = jax.nn.softmax(x, axis=-1)  # [B, V]
-    mass = lambda t: jnp.sum(jnp.where(x >= t, probs, 0.0), axis=-1, keepdims=True)  # [B, 1]
-
-    def halve(_, bounds):
-        lo, hi = bounds
-        mid = lo + (hi - lo) / 2
-        ok = mass(mid) >= top_p
-        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
-
-    lo = jnp.min(x, axis=-1, keepdims=True)  # mass 1
-    hi = jnp.max(x, axis=-1, keepdims=True) + 1.0  # mass 0
-    lo, _ = jax.lax.fori_loop(0, iters, halve, (lo, hi))
-    return lo
-
-
-def choose_tokens(cfg: SamplingConfig, logits: jax.Array, row_keys: jax.Array, step: jax.Array):
-    """logits [B, V] f32 -> (tokens [B] int32, log-probs [B] of those tokens
-    under log_softmax(logits): the untempered policy the losses score)."""
-    if cfg.greedy:
-        tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    else:
-        keys = jax.vmap(jax.random.fold_in, (0, None))(row_keys, step)  # one key per row and step
-        filtered = _filter_logits(cfg, logits)
-        tokens = jax.vmap(jax.random.categorical)(keys, filtered).astype(jnp.int32)
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    return tokens, jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
-
-
 # ------------------------------------------------------------------ memory
 def check_memory(config: ModelConfig, batch: int, max_len: int, stats: dict | None, cache_sharding=None,
-                 vocab_workspace: int = 4) -> None:
+                 vocab_workspace: int = 4, weight_bytes: float = 0) -> None:
     """Raises MemoryError if the KV cache cannot fit next to what is already
     allocated (the params among it), before anything is allocated.
 
     stats is `device.memory_stats()` (None on CPU: nothing to check). The
-    cache is counted per device through its sharding; `vocab_workspace`
-    [B, V] float32 buffers cover the logits and the sampling temporaries.
+    cache is counted per device through the sharding of one layer's
+    [B, K, S, hd] buffer; `vocab_workspace` [B, V] float32 buffers cover the
+    logits and the sampling temporaries.
     """
     if not stats or "bytes_limit" not in stats:
         return
-    shape = (config.num_layers, batch, max_len, config.num_kv_heads, config.head_dim)
+    shape = (batch, config.num_kv_heads, max_len, config.head_dim)
     local = cache_sharding.shard_shape(shape) if cache_sharding is not None else shape
-    per_device = cache_bytes(config, local[1], local[2]) * (local[3] / shape[3])
-    need = per_device + vocab_workspace * local[1] * config.vocab_size * 4
+    per_device = cache_bytes(config, local[0], local[2]) * (local[1] / shape[1])
+    need = per_device + vocab_workspace * local[0] * config.vocab_size * 4 + weight_bytes
     in_use, limit = stats.get("bytes_in_use", 0), stats["bytes_limit"]
     if in_use + need > limit:
         gib = 2.0 ** 30
         raise MemoryError(
             f"sampling {batch} rows x {max_len} cache slots needs {need / gib:.2f} GiB per device (KV cache "
-            f"{per_device / gib:.2f} GiB + logits), but {in_use / gib:.2f} GiB of {limit / gib:.2f} GiB are in use "
+            f"{per_device / gib:.2f} GiB + decode weights {weight_bytes / gib:.2f} GiB + logits), but {in_use / gib:.2f} GiB of {limit / gib:.2f} GiB are in use "
             "(params included); sample fewer prompts or samples per call, lower max_new_tokens, use a smaller "
             "prompt bucket, shard the batch over more devices, or set compute_dtype='bfloat16' for a half-size cache"
         )
@@ -222,8 +176,10 @@ class Sampler:
 
         self._check_memory(batch + n_prompts, P + cfg.max_new_tokens)  # both caches exist during prefill
         put = self._put_batch
-        state = self._prefill(params, put(tokens), put(mask), put(source), put(active), key)
-        state = self._decode(params, state)
+        weights = self._convert(params)
+        state = self._prefill(weights, put(tokens), put(mask), put(source), put(active), key)
+        state = self._decode(weights, state)
+        del weights
         state.pop("cache")  # the donated buffer, returned only so it aliases; freed here
         # On a multi-host mesh each host holds only its rows' shards; every
         # host gets every row (the caller keeps its own).
@@ -247,15 +203,24 @@ class Sampler:
     def _check_memory(self, batch: int, max_len: int) -> None:
         devices = ([d for d in self.mesh.devices.flat if d.process_index == jax.process_index()]
                    if self.mesh is not None else jax.local_devices()[:1])  # stats exist for local devices only
-        shape = (self.model.num_layers, batch, max_len, self.model.num_kv_heads, self.model.head_dim)
+        shape = (batch, self.model.num_kv_heads, max_len, self.model.head_dim)
+        # The converted decode weights live beside the params for the call;
+        # counted as if spread evenly over the mesh, as the params are.
+        per_device_weights = decode_weight_bytes(self.model, self.sampling.weights) / (
+            self.mesh.devices.size if self.mesh is not None else 1)
         for device in devices:
             stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-            check_memory(self.model, batch, max_len, stats, self._cache_sharding(shape))
+            check_memory(self.model, batch, max_len, stats, self._cache_sharding(shape),
+                         weight_bytes=per_device_weights)
 
     def _constrain(self, x: jax.Array, logical_axes) -> jax.Array:
         if self.mesh is None:
             return x
         return jax.lax.with_sharding_constraint(x, shd.named_sharding(self.mesh, logical_axes, x.shape, self.rules))
+
+    @functools.cached_property
+    def _convert(self):
+        return jax.jit(functools.partial(decode_params, self.model, weights=self.sampling.weights))
 
     @functools.cached_property
     def _prefill(self):
@@ -265,7 +230,7 @@ class Sampler:
 
     @functools.cached_property
     def _decode(self):
-        # The state (the [L, B, S, K, hd] cache above all) is donated: XLA
+        # The state (the per-layer [B, K, S, hd] caches above all) is donated: XLA
         # writes the returned state into the input's buffers, so the cache is
         # updated in place instead of copied into a second buffer per call.
         return jax.jit(self._decode_body, donate_argnums=(1,))
@@ -286,9 +251,9 @@ class Sampler:
         # Generated slots are valid from the moment they are written; the
         # causal rule (slot <= query slot) hides the ones not yet written.
         kv_valid = jnp.concatenate([mask, jnp.ones((Bp, cfg.max_new_tokens), bool)], axis=1)  # [Bp, S]
-        logits, cache = forward_with_cache(self.model, params, tokens, positions, cache, jnp.int32(0), kv_valid,
-                                           last_only=True)  # [Bp, 1, V]
-        cache = {k: self._constrain(jnp.take(v, source, axis=1), CACHE_AXES) for k, v in cache.items()}  # [L, B, ...]
+        logits, cache = forward_cached(self.model, params, tokens, positions, cache, jnp.int32(0), kv_valid,
+                                       last_only=True)  # [Bp, 1, V]
+        cache = jax.tree.map(lambda c: self._constrain(jnp.take(c, source, axis=0), CACHE_AXES), cache)  # [B, K, S, hd]
         logits, kv_valid, mask = logits[source], kv_valid[source], mask[source]  # [B, 1, V], [B, S], [B, P]
         row_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(B, dtype=jnp.int32))  # [B]
         first, logp = choose_tokens(cfg, logits[:, 0], row_keys, jnp.int32(0))
@@ -324,8 +289,8 @@ class Sampler:
             n = s["step"]
             last = jax.lax.dynamic_slice_in_dim(s["tokens"], n, 1, axis=1)  # [B, 1]
             positions = s["prompt_len"][:, None] + n  # [B, 1]: token n follows the real prompt
-            logits, cache = forward_with_cache(self.model, params, last, positions, s["cache"], P + n,
-                                               s["kv_valid"], last_only=True)
+            logits, cache = forward_cached(self.model, params, last, positions, s["cache"], P + n,
+                                           s["kv_valid"], last_only=True)
             tok, logp = choose_tokens(cfg, logits[:, 0], s["row_keys"], n + 1)
             live = ~s["done"]
             tok = jnp.where(live, tok, cfg.pad_id)

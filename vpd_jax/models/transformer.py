@@ -1,9 +1,8 @@
 """The decoder: pure functions of (config, params, tokens).
 
-`forward` is the training / scoring pass; `forward_with_cache` is the
-sampler's pass, which writes the new keys and values into a preallocated
-cache and attends over it. Both scan one layer body over the stacked layer
-axis of the params.
+`forward` is the training / scoring pass: it scans one layer body over the
+stacked layer axis of the params. The sampler's pass over a KV cache is in
+decode.py, on weights converted for decoding.
 """
 
 from __future__ import annotations
@@ -168,60 +167,3 @@ def forward(config: ModelConfig, params: dict, tokens: jax.Array, positions: jax
             mask: jax.Array | None = None) -> jax.Array:
     """tokens [B, T] -> float32 logits [B, T, V]."""
     return logits_from_hidden(config, params, hidden_states(config, params, tokens, positions, mask))
-
-
-# ------------------------------------------------------------------ KV cache
-def init_cache(config: ModelConfig, batch: int, max_len: int, dtype=None) -> dict:
-    """Zeroed cache {"k", "v"}: [L, B, S, K, hd] each, in the compute dtype."""
-    shape = (config.num_layers, batch, max_len, config.num_kv_heads, config.head_dim)
-    dt = jnp.dtype(dtype or config.compute_dtype)
-    return {"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt)}
-
-
-def cache_bytes(config: ModelConfig, batch: int, max_len: int, dtype=None) -> int:
-    """Bytes of the KV cache for this batch and length (both k and v)."""
-    itemsize = jnp.dtype(dtype or config.compute_dtype).itemsize
-    return 2 * config.num_layers * batch * max_len * config.num_kv_heads * config.head_dim * itemsize
-
-
-def forward_with_cache(config: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Array,
-                       cache: dict, cache_index: jax.Array, kv_valid: jax.Array,
-                       last_only: bool = False) -> tuple[jax.Array, dict]:
-    """Runs tokens [B, T] written at cache slots [cache_index, cache_index + T).
-
-    kv_valid [B, S] marks the cache slots holding real tokens (including the
-    ones written now). A query at slot i attends to valid slots <= i (and, in
-    a sliding layer, to keys within the window of its position; a key's
-    position is the count of valid slots before it, so kv_valid must mark
-    every slot that holds a token, as the sampler's left-padded layout does). The
-    cache is carried through the layer scan and updated with
-    dynamic_update_slice, so under donation XLA writes it in place instead of
-    materialising a new [L, B, S, K, hd] buffer every decode step.
-    Returns float32 logits ([B, 1, V] when last_only) and the new cache.
-    """
-    B, T = tokens.shape
-    S = cache["k"].shape[2]
-    slot = cache_index + jnp.arange(T)  # [T]
-    attn_mask = kv_valid.astype(bool)[:, None, :] & (jnp.arange(S)[None, None, :] <= slot[None, :, None])
-    k_pos = jnp.cumsum(kv_valid.astype(jnp.int32), axis=1) - 1  # [B, S]
-    flags, select = _per_layer(config, positions, k_pos, attn_mask)
-    zero = jnp.zeros((), jnp.int32)
-    idx = jnp.asarray(cache_index, jnp.int32)
-
-    def layer(carry, lp_i_flag):
-        x, ck, cv = carry
-        lp, i, flag = lp_i_flag
-        attn_mask, cos, sin = select(flag)
-        q, k, v = _qkv(config, lp, x, cos, sin)
-        ck = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype)[None], (i, zero, idx, zero, zero))
-        cv = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype)[None], (i, zero, idx, zero, zero))
-        attn = attention(q, ck[i].astype(q.dtype), cv[i].astype(q.dtype), attn_mask)
-        return (_finish_layer(config, lp, x, attn), ck, cv), None
-
-    layers_idx = jnp.arange(config.num_layers, dtype=jnp.int32)
-    (x, ck, cv), _ = jax.lax.scan(layer, (embed(config, params, tokens), cache["k"], cache["v"]),
-                                  (params["layers"], layers_idx, flags))
-    if last_only:
-        x = x[:, -1:]
-    h = rms_norm(x, params["final_norm"], config.rms_norm_eps)
-    return logits_from_hidden(config, params, h), {"k": ck, "v": cv}
