@@ -23,7 +23,7 @@ def get_config():
     c.task.options.num_train = 4000  # distinct generated train problems
     c.task.options.num_eval = 48  # held out: unseen combinations and unseen templates
     c.task.options.seed = 0
-    c.warm_start.steps = 30  # SFT steps before RL
+    c.warm_start.steps = 10  # SFT steps before RL: held-out pass@1 ~0 -> 0.29-0.41 (30 steps: 0.55, above the band RL needs)
     c.warm_start.batch_size = 8
     c.warm_start.lr = 1e-4
     c.rollout.prompts_per_step = 4
