@@ -10,6 +10,7 @@ capped.  Row 10: /dev/shm capped.  Row 11: the interpreter's own files
 visible alike in both modes.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -26,6 +27,25 @@ def _world_readable_dir():
     path = tempfile.mkdtemp(prefix="vpd-attack-data-")
     os.chmod(path, 0o755)
     return path
+
+
+def _open_to_all(root: str) -> None:
+    """Makes a fixture tree readable by the sandbox's slot uid."""
+    for parent, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(parent, name), 0o755)
+        for name in files:
+            os.chmod(os.path.join(parent, name), 0o644)
+
+
+def _accepted_in_both_modes(problem, code: str) -> None:
+    """Grades code under bwrap (where available) and the fallback sandbox."""
+    from vpd_jax.feedback import sandbox as sandbox_lib
+    for mode in ("bwrap", "fallback"):
+        if mode == "bwrap" and not sandbox_lib.bwrap_available():
+            continue
+        result = grade(problem, fenced(code), limits=LIMITS, sandbox=sandbox_lib.Sandbox(mode))
+        assert result["verdict"] == "accepted", (mode, result["critique"])
 
 
 STEAL = ("import json, os\n"
@@ -180,7 +200,10 @@ def test_row7_a_3000_deep_directory_is_cleaned_up(sandbox):
             "    os.chdir('d')\n"
             "os.chmod('.', 0)\n"
             "print(1)")
-    assert run_hostile(sandbox, code)["verdict"] == "accepted"
+    # 3000 path walks of up to 3000 components under Landlock cost ~1 s of
+    # CPU on an idle core: the point here is the cleanup, not the limit.
+    slow = dataclasses.replace(LIMITS, time_s=6.0, wall_s=12.0)
+    assert run_hostile(sandbox, code, limits=slow, max_seconds=20.0)["verdict"] == "accepted"
     again = run_hostile(sandbox, "print(input())")
     assert again["verdict"] == "accepted"
 
@@ -327,11 +350,7 @@ def test_row4_our_package_installed_in_site_packages_stays_hidden(
                            ("vpd_probe_other.py", "VALUE = 7\n")):
             with open(os.path.join(site, path), "w") as f:
                 f.write(text)
-        for root, dirs, files in os.walk(site):
-            for name in dirs:
-                os.chmod(os.path.join(root, name), 0o755)
-            for name in files:
-                os.chmod(os.path.join(root, name), 0o644)
+        _open_to_all(site)
         paths = sandbox_lib.site_paths() + [site]
         monkeypatch.setattr(sandbox_lib, "site_paths", lambda: paths)
         one = Problem("one", "", "", "", "atcoder", "easy", "",
@@ -344,13 +363,69 @@ def test_row4_our_package_installed_in_site_packages_stays_hidden(
                 "except OSError:\n"
                 "    seen = 'denied'\n"
                 "print(vpd_probe_other.VALUE, seen)")
-        for mode in ("bwrap", "fallback"):
-            if mode == "bwrap" and not sandbox_lib.bwrap_available():
-                continue
-            result = grade(one, fenced(code), limits=LIMITS,
-                           sandbox=sandbox_lib.Sandbox(mode))
-            assert result["verdict"] == "accepted", (mode, result["critique"])
+        _accepted_in_both_modes(one, code)
     finally:
+        shutil.rmtree(site)
+
+
+def test_row4_our_package_installed_into_a_venv_stays_hidden(monkeypatch):
+    """`pip install .` into a venv puts vpd_jax (and its bundled data) in
+    the venv's site dir, under sys.prefix, which the sandbox must also see
+    (a venv's own binaries and libraries): the prefix must not expose it
+    whole, nor through the venv's lib64 -> lib link."""
+    import shutil
+    from vpd_jax.feedback import sandbox as sandbox_lib
+    venv = _world_readable_dir()
+    site = os.path.join(venv, "lib", "python3", "site-packages")
+    try:
+        os.makedirs(os.path.join(site, "vpd_jax", "data"))
+        os.makedirs(os.path.join(site, "vpd_jax-0.1.0.dist-info"))
+        os.symlink("lib", os.path.join(venv, "lib64"))
+        for path, text in (("vpd_jax/data/train.jsonl", "secret\n"),
+                           ("vpd_jax-0.1.0.dist-info/RECORD", "secret\n"),
+                           ("vpd_probe_venv.py", "VALUE = 8\n")):
+            with open(os.path.join(site, path), "w") as f:
+                f.write(text)
+        _open_to_all(venv)
+        paths = sandbox_lib.site_paths() + [site]
+        monkeypatch.setattr(sandbox_lib, "site_paths", lambda: paths)
+        monkeypatch.setattr(sys, "prefix", venv)
+        secrets = [os.path.join(site, "vpd_jax/data/train.jsonl"),
+                   os.path.join(venv, "lib64/python3/site-packages/vpd_jax/data/train.jsonl"),
+                   os.path.join(site, "vpd_jax-0.1.0.dist-info/RECORD")]
+        one = Problem("one", "", "", "", "atcoder", "easy", "",
+                      [TestCase("1\n", "8 0\n", "stdin")], [], None, {})
+        code = ("import vpd_probe_venv\n"
+                "seen = 0\n"
+                f"for path in {secrets!r}:\n"
+                "    try:\n"
+                "        seen += 'secret' in open(path).read()\n"
+                "    except OSError:\n"
+                "        pass\n"
+                "print(vpd_probe_venv.VALUE, seen)")
+        _accepted_in_both_modes(one, code)
+    finally:
+        shutil.rmtree(venv)
+
+
+def test_bwrap_binds_few_roots_and_masks_our_entries():
+    """Each bind costs bwrap time on every test: the site dirs are bound
+    whole (not entry by entry) and only our own entries are masked."""
+    from vpd_jax.feedback import bwrap
+    from vpd_jax.feedback import sandbox as sandbox_lib
+    site = _world_readable_dir()
+    try:
+        for name in [f"pkg{i}" for i in range(50)] + ["vpd_jax"]:
+            os.makedirs(os.path.join(site, name))
+        open(os.path.join(site, "vpd_jax.pth"), "w").close()
+        args = bwrap.prefix(sandbox_lib.HARNESS, [site])
+        assert args.count("--ro-bind") < 15, args
+        assert ["--tmpfs", os.path.join(site, "vpd_jax"), "--remount-ro",
+                os.path.join(site, "vpd_jax")] == args[args.index(os.path.join(site, "vpd_jax")) - 1:][:4]
+        assert ["--ro-bind", "/dev/null", os.path.join(site, "vpd_jax.pth")] == \
+            args[args.index(os.path.join(site, "vpd_jax.pth")) - 2:][:3]
+    finally:
+        import shutil
         shutil.rmtree(site)
 
 

@@ -147,6 +147,9 @@ class Sandbox:
         self._python = interpreter()
         self._header = header.header_names()
         self._site = _real_dirs(site_paths())
+        # Where our own package may be installed besides the site dirs (a
+        # Debian dist-packages dir under /usr): hidden from programs there too.
+        self._hide_in = _real_dirs([p for p in sys.path if p and os.path.isdir(p)])
         self._as_root = os.geteuid() == 0
         self._prefix: list[str] = []
         self._bwrap_as_slot = False  # bwrap started as the slot's uid
@@ -165,8 +168,8 @@ class Sandbox:
                 "landlock_abi": fallback.landlock_abi(),
                 "seccomp": seccomp.fallback_filter() or b"",
                 "read_dirs": [os.path.realpath(r) for r in
-                              bwrap.visible_roots(self._site)],
-                "list_dirs": bwrap.split_dirs(self._site),
+                              bwrap.visible_roots(self._site, self._hide_in)],
+                "list_dirs": bwrap.listable_dirs(self._site, self._hide_in),
                 "read_files": ["/dev/null", "/dev/zero", "/dev/random",
                                "/dev/urandom"]}
             self._check_confinement()
@@ -186,7 +189,7 @@ class Sandbox:
         (unprivileged user namespaces, an interpreter that uid can reach):
         then the sandbox is not root outside and RLIMIT_NPROC counts its
         tasks. Else a pids cgroup per slot caps them (cgroup.py)."""
-        self._prefix = bwrap.prefix(HARNESS, self._site)
+        self._prefix = bwrap.prefix(HARNESS, self._site, self._hide_in)
         if not self._as_root:
             return
         self._bwrap_as_slot = bwrap.available(
