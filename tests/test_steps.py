@@ -113,6 +113,8 @@ def test_same_context_gives_zero_m_step_loss_and_gradient(params, steps1):
     _, m = steps1.m_step(state, _pack(_rows(same_context=True)))
     assert abs(float(m["m_loss"])) < 1e-6 and float(m["grad_norm"]) < 1e-6
     assert float(m["entropy"]) > 0.1  # the loss ran on real tokens
+    # one context, one distribution: both roles' entropies are the same number
+    np.testing.assert_allclose(float(m["teacher_entropy"]), float(m["entropy"]), rtol=1e-5)
 
 
 @pytest.mark.slow  # one more compile; tests/test_losses.py checks the same on logits

@@ -54,7 +54,7 @@ def token_stats_from_logits(s_logits: jax.Array, t_logits: jax.Array | None, tar
                             spec: DivergenceSpec, grad_side: str | None = None) -> dict:
     """Per-token numbers from logits [..., V] and targets [...].
 
-    Returns lp_s, ent_s and, with a teacher, lp_t and div (all [...]).
+    Returns lp_s, ent_s and, with a teacher, lp_t, ent_t and div (all [...]).
     grad_side "student" detaches the teacher's logits (M-step, GRPO),
     "teacher" the student's (E-step), None neither (scoring).
     """
@@ -69,7 +69,7 @@ def token_stats_from_logits(s_logits: jax.Array, t_logits: jax.Array | None, tar
         # anyway; every other number is read off them.
         ls, lt = dv.log_probs(s_logits), dv.log_probs(t_logits)
         return {"lp_s": dv.token_log_prob(ls, targets), "ent_s": dv.entropy(ls),
-                "lp_t": dv.token_log_prob(lt, targets),
+                "lp_t": dv.token_log_prob(lt, targets), "ent_t": dv.entropy(lt),
                 "div": dv.divergence_from_logprobs(ls, lt, spec.kind, spec.alpha)}
     sparse = t_logits is not None and spec.kind != "none"
     idx = None
@@ -78,7 +78,7 @@ def token_stats_from_logits(s_logits: jax.Array, t_logits: jax.Array | None, tar
     lp_s, ent_s, s_sup = dv.logit_stats(s_logits, targets, idx)
     out = {"lp_s": lp_s, "ent_s": ent_s}
     if t_logits is not None:
-        out["lp_t"], _, t_sup = dv.logit_stats(t_logits, targets, idx)
+        out["lp_t"], out["ent_t"], t_sup = dv.logit_stats(t_logits, targets, idx)
         if sparse:  # [..., k + 1]: small enough to keep for the backward pass
             if grad_side == "student":
                 t_sup = checkpoint_name(t_sup, SAVED)

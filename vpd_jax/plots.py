@@ -55,7 +55,8 @@ FIGURES: dict[str, tuple[str, tuple[Panel, ...]]] = {
     )),
     "entropy": ("Entropy of the policy on its rollouts", (
         Panel("student entropy (M-step / GRPO step)", ("m/entropy", "g/entropy"), ylabel="nats per token"),
-        Panel("teacher entropy (E-step)", ("e/entropy",), ylabel="nats per token"),
+        Panel("teacher entropy (E-step; M-step: on the student's rollouts)", ("e/entropy", "m/teacher_entropy"),
+              ylabel="nats per token"),
     )),
     "teacher_vs_student": ("Teacher (feedback in the prompt) vs student", (
         Panel("eval pass@1", ("eval/pass@1", "eval/teacher_pass@1", "eval/teacher_pass@1_with_context"),

@@ -88,8 +88,8 @@ def m_loss(mc, tc: TrainConfig, params, ema, ref, batch, norms) -> tuple:
         weight = losses.prefix_importance_weight(st["lp_s"], batch["old_logp"], mask, tc.importance_clip)
     n = norms["m_tokens"]
     loss, metrics = losses.m_step_loss(st["div"], mask, n, weight)
-    metrics.update(entropy=_mean(st["ent_s"], mask, n), student_logp=_mean(st["lp_s"], mask, n),
-                   teacher_logp=_mean(st["lp_t"], mask, n))
+    metrics.update(entropy=_mean(st["ent_s"], mask, n), teacher_entropy=_mean(st["ent_t"], mask, n),
+                   student_logp=_mean(st["lp_s"], mask, n), teacher_logp=_mean(st["lp_t"], mask, n))
     return loss, metrics
 
 
