@@ -87,6 +87,22 @@ def test_trainer_passes_every_feedback_field_from_the_config():
         assert field.name in cfg.feedback, f"config.feedback has no {field.name}"
 
 
+def test_feedback_sources_from_a_command_line_string():
+    """--config.feedback.sources=sibling,env arrives as ("sibling,env",)
+    (ml_collections' flag parser): the same ordered list a config file writes."""
+    from vpd_jax.configs import base
+    from vpd_jax.trainer import feedback_config
+
+    cfg = base.get_config()
+    for value, want in ((("sibling",), ("sibling",)), (("sibling, env",), ("sibling", "env")),
+                        (("env", "sibling"), ("env", "sibling"))):
+        cfg.feedback.sources = value
+        assert feedback_config(cfg).sources == want
+    cfg.feedback.sources = ("sibling,oracle",)
+    with pytest.raises(ValueError, match="feedback sources"):
+        feedback_config(cfg)
+
+
 def test_bad_source_is_rejected():
     with pytest.raises(ValueError, match="feedback sources"):
         prompts.FeedbackConfig(sources=("oracle",))

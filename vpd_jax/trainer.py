@@ -52,7 +52,10 @@ def train_config(cfg: ml_collections.ConfigDict) -> TrainConfig:
 def feedback_config(cfg: ml_collections.ConfigDict) -> prompts.FeedbackConfig:
     """How teacher contexts are built, from config.feedback (training and the teacher eval alike)."""
     f = cfg.feedback
-    return prompts.FeedbackConfig(sources=tuple(f.sources), combine=f.combine,
+    # --config.feedback.sources=sibling,env arrives as ("sibling,env",), a
+    # config file writes ("sibling", "env"): both mean the same list.
+    sources = tuple(s.strip() for n in f.sources for s in str(n).split(",") if s.strip())
+    return prompts.FeedbackConfig(sources=sources, combine=f.combine,
                                   max_critique_tokens=f.max_critique_tokens, max_sibling_tokens=f.max_sibling_tokens,
                                   feedback_on_success=f.feedback_on_success)
 
