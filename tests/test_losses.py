@@ -287,6 +287,21 @@ def test_m_step_loss_with_prefix_importance_weight():
     assert np.all(np.isfinite(np.asarray(long))) and float(long[0, -1]) == 2.0
 
 
+def test_teacher_agrees_matches_numpy():
+    rng = np.random.default_rng(3)
+    lp_t, lp_s = -rng.random((6, 5)), -rng.random((6, 5))
+    mask = (rng.random((6, 5)) > 0.2) * 1.0
+    reward = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    rho = (mask * (lp_t - lp_s)).sum(1)
+    want = np.where(reward > 0.5, rho > 0, rho < 0)
+    f = lambda x: jnp.asarray(x, jnp.float32)
+    np.testing.assert_array_equal(np.asarray(losses.teacher_agrees(f(lp_t), f(lp_s), f(mask), f(reward))), want)
+    # the same log-ratio is agreement on a pass and disagreement on a fail; rho = 0 agrees with neither
+    one = lambda r, d: float(losses.teacher_agrees(f([[d]]), f([[0.0]]), f([[1.0]]), f([r]))[0])
+    assert (one(1.0, 0.5), one(0.0, 0.5), one(1.0, -0.5), one(0.0, -0.5), one(1.0, 0.0), one(0.0, 0.0)) == \
+        (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+
+
 def test_prefix_weight_makes_the_off_policy_estimate_unbiased():
     """Exact expectations on a 2-step toy policy: the divergence at step 2
     depends on y_1 only. Sampling from pi_old and weighting D_2 by the

@@ -117,6 +117,27 @@ def test_same_context_gives_zero_m_step_loss_and_gradient(params, steps1):
     np.testing.assert_allclose(float(m["teacher_entropy"]), float(m["entropy"]), rtol=1e-5)
 
 
+def test_agree_gate_distills_only_the_rows_the_teacher_ranks_as_their_verdict(params, steps1):
+    """m_gate="agree" is the plain M-step loss on the rows whose sequence
+    log-ratio sum(log q - log pi) has the verdict's sign, under the same
+    normaliser (eager, no extra compile)."""
+    import dataclasses
+
+    batch = {k: jnp.asarray(v) for k, v in _pack(_rows()).items()}
+    st = steps1.score(params, batch)
+    mask = np.asarray(batch["response_mask"])
+    rho = np.sum(mask * (np.asarray(st["lp_t"]) - np.asarray(st["lp_s"])), axis=1)  # [B]
+    reward, ctx = np.asarray(batch["reward"]), np.asarray(batch["has_context"] * batch["row_mask"])
+    agree = np.where(reward > 0.5, rho > 0, rho < 0).astype(np.float32)
+    assert 0 < np.sum(ctx * agree) < np.sum(ctx)  # the gate keeps some rows and drops others
+    norms = steps_lib.batch_norms(batch, TC)
+    gated, gm = steps_lib.m_loss(MC, dataclasses.replace(TC, m_gate="agree"), params, None, None, batch, norms)
+    kept = dict(batch, has_context=batch["has_context"] * agree)
+    plain, _ = steps_lib.m_loss(MC, TC, params, None, None, kept, norms)
+    np.testing.assert_allclose(float(gated), float(plain), rtol=1e-5)
+    np.testing.assert_allclose(float(gm["gate_kept"]), np.sum(ctx * agree) / np.sum(ctx), rtol=1e-6)
+
+
 @pytest.mark.slow  # one more compile; tests/test_losses.py checks the same on logits
 def test_e_step_with_beta_and_lambda_zero_has_zero_gradient(params, steps1):
     tc = TrainConfig(**{**TC.__dict__, "beta": 0.0, "lambda_kl": 0.0})

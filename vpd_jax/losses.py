@@ -159,6 +159,23 @@ def m_step_loss(div: jax.Array, mask: jax.Array, n_tokens: jax.Array, weight: ja
     return loss, {"m_loss": loss, "divergence": jnp.sum(mask * div) / n_tokens}
 
 
+def teacher_agrees(lp_t: jax.Array, lp_s: jax.Array, mask: jax.Array, reward: jax.Array) -> jax.Array:
+    """1 where the teacher ranks a rollout the way its verdict does, else 0, [B].
+
+    rho = sum_t (log q - log pi) over the response [B]: the teacher's
+    implicit reward, the quantity the E-step trains (BCO). A teacher that
+    gives a passing rollout more mass than the student (rho > 0), or a failing
+    one less (rho < 0), points the student somewhere better; one that does the
+    reverse (e.g. a critique that quotes the failing line and so primes a copy
+    of it) would teach the failure. Gating the M-step on this keeps only the
+    rows where distillation moves the student the way the verdict says.
+    Detached: a selection, not a term to differentiate.
+    """
+    rho = jnp.sum(mask * (lp_t - lp_s), axis=-1)  # [B]
+    agree = jnp.where(reward > 0.5, rho > 0, rho < 0)
+    return jax.lax.stop_gradient(agree.astype(lp_s.dtype))
+
+
 def prefix_importance_weight(lp_s: jax.Array, lp_old: jax.Array, mask: jax.Array, clip: float) -> jax.Array:
     """w_t = sg min(prod_{s<t} pi(y_s | .) / pi_old(y_s | .), clip), [B, R].
 

@@ -87,7 +87,14 @@ def m_loss(mc, tc: TrainConfig, params, ema, ref, batch, norms) -> tuple:
     if "old_logp" in batch and tc.importance_clip > 0:  # rollouts from the sampler, not these exact weights
         weight = losses.prefix_importance_weight(st["lp_s"], batch["old_logp"], mask, tc.importance_clip)
     n = norms["m_tokens"]
+    kept = {}
+    if tc.m_gate == "agree":  # only rows the teacher ranks as their verdict does
+        agree = losses.teacher_agrees(st["lp_t"], st["lp_s"], mask, batch["reward"])  # [B]
+        rows = batch["has_context"] * batch["row_mask"]
+        kept = {"gate_kept": jnp.sum(rows * agree) / norms["n_ctx"]}
+        weight = agree[:, None] * (1.0 if weight is None else weight)
     loss, metrics = losses.m_step_loss(st["div"], mask, n, weight)
+    metrics.update(kept)
     metrics.update(entropy=_mean(st["ent_s"], mask, n), teacher_entropy=_mean(st["ent_t"], mask, n),
                    student_logp=_mean(st["lp_s"], mask, n), teacher_logp=_mean(st["lp_t"], mask, n))
     return loss, metrics

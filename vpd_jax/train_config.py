@@ -42,6 +42,7 @@ class TrainConfig:
     jsd_alpha: float = 0.5  # jsd: teacher weight in the mixture
     topk: int = 20  # 0: full vocabulary; k: top-k (+ tail) support
     importance_clip: float = 2.0  # clip of exp(l_s - l_old) when the batch has old_logp (0: off)
+    m_gate: str = "none"  # none (the paper) | agree: distill only rows whose teacher log-ratio has the verdict's sign
     # E-step: BCO on beta * rho with running shift delta, + lambda_kl * KL(q || sg pi)
     beta: float = 0.1  # implicit-reward scale
     lambda_kl: float = 0.1  # weight of the token-level trust region
@@ -72,6 +73,7 @@ class TrainConfig:
             (not self.dr_grpo or self.response_budget > 0,
              "dr_grpo needs response_budget > 0 (the rollout's max_new_tokens): its normaliser must be a constant"),
             (self.importance_clip >= 0, "importance_clip must be >= 0 (0 = off)"),
+            (self.m_gate in ("none", "agree"), "m_gate must be 'none' or 'agree'"),
         ]
         for ok, msg in checks:
             if not ok:
