@@ -40,14 +40,18 @@ sys.path.insert(0, ROOT)
 LABELS = {"vpd": "VPD", "sdpo": "SDPO", "grpo": "GRPO"}
 
 
-def run_one(alg: str, seed: int, args, at_start: bool) -> int:
-    """Trains one (algorithm, seed) in a subprocess; returns its exit code."""
+def run_one(alg: str, seed: int, args, at_start: bool, init_from: str = "") -> int:
+    """Trains one (algorithm, seed) in a subprocess; returns its exit code.
+    init_from: a warm start another run of this seed made (the same SFT
+    steps on the same seed), reused instead of trained again."""
     workdir = os.path.join(args.runs, f"{alg}_s{seed}")
     cmd = [sys.executable, os.path.join(ROOT, "launch", "tpu_run.py"), "--config", os.path.join(ROOT, args.config),
            f"--config.algorithm={alg}", f"--config.seed={seed}", f"--config.workdir={workdir}",
            f"--config.total_steps={args.steps}", f"--config.eval.every={args.eval_every}",
            f"--config.eval.at_start={at_start}", f"--config.eval.teacher={alg == 'vpd'}",
            "--config.log.progress=False"] + [f"--config.{kv}" for kv in args.set]
+    if init_from:
+        cmd.append(f"--config.model.init_from={init_from}")
     os.makedirs(workdir, exist_ok=True)
     log_path = os.path.join(workdir, "compare.log")
     print(f"[{time.strftime('%H:%M:%S')}] {alg} seed {seed}: {' '.join(cmd[1:])}\n    log: {log_path}", flush=True)
@@ -109,6 +113,10 @@ def summarize(args) -> dict:
                                            if "tests_passed_frac" in e},
                 "base_pass@1": curve[0]["pass@1"] if 0 in curve else None,
                 "final_pass@1": curve[last]["pass@1"] if last else None,
+                "eval_no_code": {s: e.get("verdicts", {}).get("no_code", 0) / max(1, sum(e.get("verdicts", {}).values()))
+                                 for s, e in curve.items()},
+                "entropy": [r[k] for r in rows for k in ("m/entropy", "g/entropy") if k in r],
+                "teacher_entropy": [r["m/teacher_entropy"] for r in rows if "m/teacher_entropy" in r],
                 "train_reward_mean": sum(r.get("reward_mean", 0.0) for r in rows if "reward_mean" in r)
                 / max(1, sum("reward_mean" in r for r in rows)),
                 "minutes": sum(r.get("time/iteration", 0.0) for r in rows) / 60,
@@ -119,8 +127,10 @@ def summarize(args) -> dict:
 def table(summary: dict) -> str:
     import numpy as np
 
-    lines = ["| algorithm | seeds | base pass@1 | final pass@1 (mean ± spread) | mean train reward | minutes/run |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| algorithm | seeds | RL-start pass@1 | final pass@1 (mean ± spread) | gain (mean, min..max) "
+             "| final teacher pass@1 | no_code share, start -> end | student entropy, first -> last iteration "
+             "| mean train reward | minutes/run |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     by_alg: dict = {}
     for r in summary["runs"].values():
         by_alg.setdefault(r["algorithm"], []).append(r)
@@ -128,9 +138,19 @@ def table(summary: dict) -> str:
         finals = np.array([r["final_pass@1"] for r in runs if r["final_pass@1"] is not None], float)
         bases = np.array([r["base_pass@1"] for r in runs if r["base_pass@1"] is not None], float)
         spread = f" ± {finals.std():.3f}" if len(finals) > 1 else ""
-        lines.append(f"| {LABELS.get(alg, alg)} | {len(runs)} | {bases.mean():.3f} | "
-                     f"{finals.mean():.3f}{spread} | {np.mean([r['train_reward_mean'] for r in runs]):.3f} | "
-                     f"{np.mean([r['minutes'] for r in runs]):.1f} |")
+        gains = np.array([r["final_pass@1"] - r["base_pass@1"] for r in runs
+                          if r["final_pass@1"] is not None and r["base_pass@1"] is not None], float)
+        gain = f"{gains.mean():+.3f} ({gains.min():+.3f}..{gains.max():+.3f})" if len(gains) else "-"
+        teach = [r["eval_teacher_pass@1"][max(r["eval_teacher_pass@1"])] for r in runs if r["eval_teacher_pass@1"]]
+        last = lambda d: d[max(d)] if d else float("nan")
+        no_code = (f"{np.mean([r['eval_no_code'].get(0, float('nan')) for r in runs]):.3f} -> "
+                   f"{np.mean([last(r['eval_no_code']) for r in runs]):.3f}")
+        ent = [(r["entropy"][0], r["entropy"][-1]) for r in runs if r["entropy"]]
+        ent_s = f"{np.mean([e[0] for e in ent]):.2f} -> {np.mean([e[1] for e in ent]):.2f}" if ent else "-"
+        teach_s = f"{np.mean(teach):.3f}" if teach else "-"
+        lines.append(f"| {LABELS.get(alg, alg)} | {len(runs)} | {bases.mean():.3f} | {finals.mean():.3f}{spread} | "
+                     f"{gain} | {teach_s} | {no_code} | {ent_s} | "
+                     f"{np.mean([r['train_reward_mean'] for r in runs]):.3f} | {np.mean([r['minutes'] for r in runs]):.1f} |")
     return "\n".join(lines)
 
 
@@ -178,7 +198,10 @@ def main():
                 # the base eval runs once per seed: in the first run, unless a
                 # run of this seed (e.g. an earlier invocation) already has it
                 have_base = glob.glob(os.path.join(args.out, f"*_s{seed}", "eval_step_0.json"))
-                rc = run_one(alg, seed, args, at_start=(i == 0 and not have_base))
+                # one warm start per seed: the first algorithm's run trains it
+                warm = os.path.join(args.runs, f"{algs[0]}_s{seed}", "warm_start")
+                shared = warm if i > 0 and os.path.isdir(os.path.join(warm, "checkpoints")) else ""
+                rc = run_one(alg, seed, args, at_start=(i == 0 and not have_base), init_from=shared)
                 if os.path.exists(os.path.join(args.runs, f"{alg}_s{seed}", "metrics.jsonl")):
                     collect(alg, seed, args)
                 if rc not in (0, -signal.SIGTERM):
