@@ -108,7 +108,9 @@ def summarize(args) -> dict:
             summary["runs"][f"{alg}_s{seed}"] = {
                 "algorithm": alg, "seed": seed, "steps_done": max((r["step"] for r in rows), default=0),
                 "eval_pass@1": {s: e["pass@1"] for s, e in curve.items()},
-                "eval_teacher_pass@1": {s: e["teacher_pass@1"] for s, e in curve.items() if "teacher_pass@1" in e},
+                # the run's own evals only: the shared base eval carries the teacher of the run that made it
+                "eval_teacher_pass@1": {s: e["teacher_pass@1"] for s, e in eval_curve(dest, None).items()
+                                        if "teacher_pass@1" in e},
                 "eval_tests_passed_frac": {s: e["tests_passed_frac"] for s, e in curve.items()
                                            if "tests_passed_frac" in e},
                 "base_pass@1": curve[0]["pass@1"] if 0 in curve else None,
