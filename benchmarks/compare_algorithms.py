@@ -113,6 +113,10 @@ def summarize(args) -> dict:
                                         if "teacher_pass@1" in e},
                 "eval_tests_passed_frac": {s: e["tests_passed_frac"] for s, e in curve.items()
                                            if "tests_passed_frac" in e},
+                # pass@1 per kind of eval problem (eval.group_by), e.g. unseen combinations vs templates
+                "eval_pass@1_by_group": {g[len("pass@1/"):]: {s: e[g] for s, e in curve.items() if g in e}
+                                         for g in sorted({k for e in curve.values() for k in e
+                                                          if k.startswith("pass@1/")})},
                 "base_pass@1": curve[0]["pass@1"] if 0 in curve else None,
                 "final_pass@1": curve[last]["pass@1"] if last else None,
                 "eval_no_code": {s: e.get("verdicts", {}).get("no_code", 0) / max(1, sum(e.get("verdicts", {}).values()))
@@ -153,6 +157,18 @@ def table(summary: dict) -> str:
         lines.append(f"| {LABELS.get(alg, alg)} | {len(runs)} | {bases.mean():.3f} | {finals.mean():.3f}{spread} | "
                      f"{gain} | {teach_s} | {no_code} | {ent_s} | "
                      f"{np.mean([r['train_reward_mean'] for r in runs]):.3f} | {np.mean([r['minutes'] for r in runs]):.1f} |")
+    groups = sorted({g for r in summary["runs"].values() for g in r.get("eval_pass@1_by_group", {})})
+    if groups:  # the mean over a mixed eval split can hide one kind falling while another rises
+        lines += ["", "| algorithm | " + " | ".join(f"{g}: pass@1, RL start -> final" for g in groups) + " |",
+                  "|---|" + "---|" * len(groups)]
+        for alg, runs in by_alg.items():
+            cells = []
+            for g in groups:
+                curves = [r["eval_pass@1_by_group"][g] for r in runs
+                          if 0 in r.get("eval_pass@1_by_group", {}).get(g, {})]
+                cells.append(f"{np.mean([c[0] for c in curves]):.3f} -> {np.mean([c[max(c)] for c in curves]):.3f}"
+                             if curves else "-")
+            lines.append(f"| {LABELS.get(alg, alg)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -101,6 +101,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.jsd_alpha = 0.5
     c.train.topk = 20  # divergence support: top-k + tail bucket; 0 = full vocabulary
     c.train.importance_clip = 2.0  # M-step: truncation of the prefix ratio prod_{s<t} pi/pi_old (sampler log-probs as old); 0 = off
+    # M-step gate: "agree" distills a rollout only when the teacher ranks it as
+    # its verdict does (sum_t log q - log pi > 0 on a pass, < 0 on a fail);
+    # "none" distills every rollout with a context (the paper's M-step).
+    c.train.m_gate = "none"
     c.train.beta = 0.1  # E-step implicit reward scale
     c.train.lambda_kl = 0.1  # E-step token-level trust-region KL weight
     c.train.length_normalize = False  # E-step: rho summed (False) or averaged over tokens
@@ -122,6 +126,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval.top_p = 0.95
     c.eval.max_new_tokens = 512
     c.eval.prompts_per_batch = 8
+    c.eval.group_by = "held_out"  # also pass@1 per value of this example-metadata key ("" = off)
     c.eval.teacher = False  # VPD diagnostics: one teacher sample (feedback in the prompt) per eval sample -> teacher_pass@1; doubles eval time
 
     c.checkpoint = ml_collections.ConfigDict()

@@ -69,3 +69,25 @@ def test_evaluate_records_every_sample_and_partial_credit():
     assert all(r["passed"] == (r["sample"] == 2) and r["critique"] == f"c{r['sample']}" for r in records)
     assert math.isclose(out["tests_passed_frac"], np.mean([0, 0.5, 1.0]))
     assert math.isclose(out["pass@1"], 1 / 3)
+
+
+def test_evaluate_reports_pass_at_1_per_metadata_group():
+    class Ex:
+        def __init__(self, i, kind):
+            self.id, self.metadata = f"p{i}", ({"held_out": kind} if kind else {})
+
+    # p0, p1 combination; p2 template; p3 has no group (left out of both)
+    examples = [Ex(0, "combination"), Ex(1, "combination"), Ex(2, "template"), Ex(3, None)]
+
+    def rollout(chunk, n):
+        return [f"{ex.id}:{j}" for ex in chunk for j in range(n)]
+
+    def grade(exs, comps):  # problem i solved by its first i samples
+        return [{"passed": int(c.split(":")[1]) < int(e.id[1:]), "verdict": "x"} for e, c in zip(exs, comps)]
+
+    out = evaluate(rollout, grade, examples, num_samples=4, batch_prompts=3, group_by="held_out")
+    assert math.isclose(out["pass@1/combination"], np.mean([0.0, 0.25]))
+    assert math.isclose(out["pass@1/template"], 0.5)
+    assert math.isclose(out["pass@1"], np.mean([0, 0.25, 0.5, 0.75]))
+    assert not any(k.startswith("pass@1/") for k in evaluate(rollout, grade, examples, 4))  # off by default
+    assert not any(k.startswith("pass@1/") for k in evaluate(rollout, grade, examples, 4, group_by="family"))

@@ -182,3 +182,5 @@ def test_tensorboard_tags_are_legal_and_the_console_line_talks():
                  "rollout 12s m_step 30s", "45s/it ETA 10m00s"):
         assert part in line, (part, line)
     assert "nc" not in line and "grading" not in line  # zero shares and sub-second phases stay off the line
+    grouped = iteration_line(3, 16, {**row, "eval/pass@1/combination": 0.25, "eval/pass@1/template": 0.0}, None)
+    assert "pass@1 0.125 (combination 0.25 template 0.00)" in grouped, grouped

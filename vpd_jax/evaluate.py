@@ -42,8 +42,23 @@ def tests_passed_fraction(grade: dict) -> float | None:
     return grade["tests_passed"] / max(grade["tests_total"], 1)
 
 
+def grouped_pass_at_1(correct: np.ndarray, examples: Sequence, key: str) -> dict:
+    """pass@1 per value of metadata[key] (e.g. held_out: combination vs
+    template), as {"pass@1/<value>": mean}: a mean over a mixed eval split
+    can hide that one kind of problem rises while another falls. Examples
+    without the key are left out; {} when none has it."""
+    groups: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        value = (getattr(ex, "metadata", None) or {}).get(key)
+        if value is not None:
+            groups.setdefault(str(value), []).append(i)
+    correct = np.asarray(correct, bool)  # [P, n]
+    return {f"pass@1/{v}": float(correct[idx].mean()) for v, idx in sorted(groups.items())}
+
+
 def evaluate(rollout_fn, grade_fn, examples: Sequence, num_samples: int, ks: Sequence[int] = (1,),
-             batch_prompts: int = 8, records: list | None = None, progress: str | None = None) -> dict:
+             batch_prompts: int = 8, records: list | None = None, progress: str | None = None,
+             group_by: str = "") -> dict:
     """Samples `num_samples` completions per example and grades them.
 
     rollout_fn(examples, num_samples) -> list of completions (prompt-major);
@@ -53,6 +68,8 @@ def evaluate(rollout_fn, grade_fn, examples: Sequence, num_samples: int, ks: Seq
     completion, verdict, passed, critique) is appended to it, so a user can
     read why the model fails, not only how often. `progress` names a
     progress display (metrics.Progress) of the samples graded so far.
+    `group_by` names a metadata key: pass@1 is also reported per value of
+    it (`grouped_pass_at_1`).
     """
     correct = np.zeros((len(examples), num_samples), bool)
     verdicts: dict[str, int] = {}
@@ -78,6 +95,8 @@ def evaluate(rollout_fn, grade_fn, examples: Sequence, num_samples: int, ks: Seq
     if shown is not None:
         shown.close()
     out = summarize(correct, ks)
+    if group_by:
+        out.update(grouped_pass_at_1(correct, examples, group_by))
     if fractions:  # partial credit: moves before pass@1 does on a weak model
         out["tests_passed_frac"] = float(np.mean(fractions))
     out["num_problems"] = len(examples)

@@ -194,6 +194,10 @@ def iteration_line(step: int, total: int, row: Mapping[str, Any], eta_s: float |
     for k in ("eval/pass@1", "eval/teacher_pass@1"):
         if k in row:
             parts.append(f"{k[5:]} {row[k]:.3f}")
+            # per kind of problem (eval.group_by), e.g. "(combination 0.59 template 0.09)"
+            groups = [f"{g[len(k) + 1:]} {v:.2f}" for g, v in row.items() if g.startswith(k + "/")]
+            if len(groups) > 1:
+                parts[-1] += f" ({' '.join(groups)})"
     times = [f"{k[5:]} {v:.0f}s" for k, v in row.items() if k.startswith("time/") and k != "time/iteration"
              and isinstance(v, (int, float)) and v >= 0.5]
     if times:

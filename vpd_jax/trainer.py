@@ -248,7 +248,8 @@ def run_eval_split(cfg, task, tokenizer, sampler, params, step: int, grade, reco
 
     examples = list(task.eval)
     out = evaluate.evaluate(rollout_fn, grade, examples, e.num_samples, tuple(e.pass_k),
-                            batch_prompts=e.prompts_per_batch, records=records, progress=f"eval at step {step}")
+                            batch_prompts=e.prompts_per_batch, records=records, progress=f"eval at step {step}",
+                            group_by=e.get("group_by", ""))
     if e.teacher:
         out.update(teacher_eval(cfg, task, tokenizer, sampler, params, step, grade, examples, records, sampling))
     return out

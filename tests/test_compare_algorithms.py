@@ -1,0 +1,52 @@
+"""benchmarks/compare_algorithms.py's summary and table, from run files
+written here (no training): gains, the shared base eval and the per-kind
+pass@1 table."""
+
+import argparse
+import importlib.util
+import json
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def compare():
+    spec = importlib.util.spec_from_file_location("compare_algorithms",
+                                                  os.path.join(ROOT, "benchmarks", "compare_algorithms.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(out, name, evals, rewards):
+    d = os.path.join(out, name)
+    os.makedirs(d)
+    with open(os.path.join(d, "metrics.jsonl"), "w") as f:
+        for step, r in enumerate(rewards, start=1):
+            f.write(json.dumps({"step": step, "reward_mean": r, "m/entropy": 0.1, "time/iteration": 60.0}) + "\n")
+    for step, e in evals.items():
+        with open(os.path.join(d, f"eval_step_{step}.json"), "w") as f:
+            json.dump({"verdicts": {"accepted": 1, "no_code": 1}, **e}, f)
+
+
+def test_summary_shares_the_base_eval_and_splits_pass_at_1_by_kind(compare, tmp_path):
+    out = str(tmp_path)
+    base = {"pass@1": 0.3, "pass@1/combination": 0.4, "pass@1/template": 0.1, "teacher_pass@1": 0.35}
+    _run(out, "vpd_s0", {0: base, 4: {"pass@1": 0.5, "pass@1/combination": 0.7, "pass@1/template": 0.1,
+                                      "teacher_pass@1": 0.6}}, [0.5, 0.7])
+    _run(out, "grpo_s0", {4: {"pass@1": 0.2, "pass@1/combination": 0.25, "pass@1/template": 0.1}}, [0.1, 0.3])
+    args = argparse.Namespace(algorithms="vpd,grpo", seeds="0", config="configs/demo.py", steps=2, set=[], out=out)
+    summary = compare.summarize(args)
+    vpd, grpo = summary["runs"]["vpd_s0"], summary["runs"]["grpo_s0"]
+    assert (vpd["base_pass@1"], vpd["final_pass@1"]) == (0.3, 0.5)
+    assert (grpo["base_pass@1"], grpo["final_pass@1"]) == (0.3, 0.2)  # VPD's step-0 eval is GRPO's too
+    assert grpo["eval_teacher_pass@1"] == {}  # but not VPD's teacher
+    assert vpd["eval_pass@1_by_group"] == {"combination": {0: 0.4, 4: 0.7}, "template": {0: 0.1, 4: 0.1}}
+    md = compare.table(summary)
+    assert "| VPD | 1 | 0.300 | 0.500 | +0.200 (+0.200..+0.200) | 0.600 | 0.500 -> 0.500 |" in md
+    assert "| GRPO | 1 | 0.300 | 0.200 | -0.100" in md
+    assert "| VPD | 0.400 -> 0.700 | 0.100 -> 0.100 |" in md
+    assert "| GRPO | 0.400 -> 0.250 | 0.100 -> 0.100 |" in md
