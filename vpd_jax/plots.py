@@ -51,7 +51,7 @@ FIGURES: dict[str, tuple[str, tuple[Panel, ...]]] = {
     "reward": ("Training rollouts", (
         Panel("reward (share of rollouts passing every test)", ("reward_mean",), ylabel="reward"),
         Panel("partial credit, solved groups, rollouts with a teacher context",
-              ("tests_passed_frac", "frac_groups_solved", "frac_with_context"), ylabel="fraction"),
+              ("tests_passed_frac", "frac_groups_solved", "frac_groups_mixed", "frac_with_context"), ylabel="fraction"),
     )),
     "entropy": ("Entropy of the policy on its rollouts", (
         Panel("student entropy (M-step / GRPO step)", ("m/entropy", "g/entropy"), ylabel="nats per token"),

@@ -116,6 +116,9 @@ def rollout_stats(rollouts: Sequence[Rollout]) -> dict:
         "response_tokens": int(lengths.sum()),
         "frac_truncated": float(np.mean([r.finish == "length" for r in rollouts])) if rollouts else 0.0,
         "frac_groups_solved": float(np.mean([max(g) > 0.5 for g in groups.values()])) if groups else 0.0,
+        # groups whose rewards differ: the only ones GRPO has an advantage for, and
+        # where a successful sibling contrasts with a failure
+        "frac_groups_mixed": float(np.mean([max(g) - min(g) > 1e-6 for g in groups.values()])) if groups else 0.0,
         "frac_with_context": float(np.mean([r.teacher_prompt_ids is not None for r in rollouts])) if rollouts else 0.0,
     }
     fractions = [tests_passed_fraction(r.grade) for r in rollouts]
