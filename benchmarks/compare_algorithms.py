@@ -204,7 +204,8 @@ def table(summary: dict) -> str:
             for g in groups:
                 curves = [r["eval_pass@1_by_group"][g] for r in runs
                           if 0 in r.get("eval_pass@1_by_group", {}).get(g, {})]
-                cells.append(f"{np.mean([c[0] for c in curves]):.3f} -> {np.mean([c[max(c)] for c in curves]):.3f}"
+                part = f" ({len(curves)} of {len(runs)} seeds)" if len(curves) < len(runs) else ""
+                cells.append(f"{np.mean([c[0] for c in curves]):.3f} -> {np.mean([c[max(c)] for c in curves]):.3f}{part}"
                              if curves else "-")
             lines.append(f"| {LABELS.get(alg, alg)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
