@@ -224,6 +224,14 @@ def plot(summary: dict, args) -> list[str]:
                 if 0 in r[f"eval_{k}"]}
         if base and not any(row["step"] == 0 for row in rows):
             rows = [{"step": 0, **base}] + rows
+        # pass@1 by kind, from the eval files (older metrics.jsonl files lack it)
+        by_step: dict[int, dict] = {}
+        for g, curve in r.get("eval_pass@1_by_group", {}).items():
+            for step, v in curve.items():
+                by_step.setdefault(int(step), {})[f"eval/pass@1/{g}"] = v
+        rows = [{**row, **by_step.pop(row["step"], {})} for row in rows]
+        rows += [{"step": step, **extra} for step, extra in sorted(by_step.items())]
+        rows.sort(key=lambda row: row["step"])
         runs[f"{LABELS.get(r['algorithm'], r['algorithm'])} (seed {r['seed']})"] = rows
     return plots.save_figures(runs, os.path.join(args.figures, "compare"))
 

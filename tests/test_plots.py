@@ -32,7 +32,7 @@ def _write_run(workdir, rows):
 def _vpd_rows(scale=1.0):
     """A VPD-like run: eval at steps 0 and 4, an E-step at steps 2 and 4."""
     rows = [{"step": 0, "eval/pass@1": 0.1 * scale, "eval/pass@4": 0.3 * scale, "eval/teacher_pass@1": 0.2 * scale,
-             "eval/tests_passed_frac": 0.15}]
+             "eval/tests_passed_frac": 0.15, "eval/pass@1/template": 0.05}]
     for s in range(1, 5):
         r = {"step": s, "reward_mean": scale * s / 8, "tests_passed_frac": 0.05 * s, "frac_groups_solved": 0.25,
              "m/entropy": 1.5 + 0.1 * s, "m/divergence": 0.01 * s, "m/student_logp": -1.0, "m/teacher_logp": -0.9,
@@ -42,7 +42,8 @@ def _vpd_rows(scale=1.0):
             r.update({"e/bco_accuracy": 0.5 + 0.1 * s, "e/kl": 0.002 * s, "e/rho_pos": 1.0, "e/rho_neg": -1.0,
                       "e/entropy": 1.2})
         rows.append(r)
-    rows[-1].update({"eval/pass@1": 0.25 * scale, "eval/pass@4": 0.5 * scale, "eval/teacher_pass@1": 0.4 * scale})
+    rows[-1].update({"eval/pass@1": 0.25 * scale, "eval/pass@4": 0.5 * scale, "eval/teacher_pass@1": 0.4 * scale,
+                     "eval/pass@1/template": 0.1})
     return rows
 
 
@@ -70,6 +71,9 @@ def test_figures_plot_the_logged_numbers():
     np.testing.assert_array_equal(x, [0, 4])
     np.testing.assert_allclose(y, [0.3, 0.5])
     assert ("eval pass@k", "eval/pass@1") in passk
+    assert not any(k.startswith("eval/pass@1/") for title, k in passk if title == "eval pass@k")  # its own panel
+    np.testing.assert_allclose(passk[("eval pass@1 by kind of problem (eval.group_by)", "eval/pass@1/template")][1],
+                               [0.05, 0.1])
     tvs = _lines(figs["teacher_vs_student"])
     np.testing.assert_allclose(tvs[("eval pass@1", "eval/teacher_pass@1")][1], [0.2, 0.4])
     e_step = _lines(figs["e_step"])

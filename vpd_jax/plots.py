@@ -39,13 +39,14 @@ VERDICT_PREFIX = "verdict/"
 class Panel:
     title: str
     keys: tuple[str, ...] = ()  # metric names, drawn when a run has them
-    prefix: str = ""  # also every metric starting with this (e.g. eval/pass@ -> pass@1, pass@4, ...)
+    prefix: str = ""  # also every metric this prefix + a name without "/" (eval/pass@ -> pass@1, pass@4, ...)
     ylabel: str = ""
 
 
 FIGURES: dict[str, tuple[str, tuple[Panel, ...]]] = {
     "pass_at_k": ("Evaluation on the eval split", (
         Panel("eval pass@k", prefix="eval/pass@", ylabel="pass@k"),
+        Panel("eval pass@1 by kind of problem (eval.group_by)", prefix="eval/pass@1/", ylabel="pass@1"),
         Panel("eval: fraction of tests passed (partial credit)", ("eval/tests_passed_frac",), ylabel="fraction"),
     )),
     "reward": ("Training rollouts", (
@@ -87,7 +88,8 @@ def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np
 
 def _panel_keys(panel: Panel, runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
     present = {k for rows in runs.values() for r in rows for k in r}
-    prefixed = sorted(k for k in present if panel.prefix and k.startswith(panel.prefix))
+    prefixed = sorted(k for k in present if panel.prefix and k.startswith(panel.prefix)
+                      and "/" not in k[len(panel.prefix):])  # eval/pass@1/template is not a pass@k
     return [k for k in panel.keys if k in present] + [k for k in prefixed if k not in panel.keys]
 
 
