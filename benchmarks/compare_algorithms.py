@@ -86,38 +86,39 @@ def eval_curve(dest: str, base: dict | None) -> dict[int, dict]:
     return dict(sorted(out.items()))
 
 
-def eval_groups(args) -> dict[str, str]:
-    """{problem id: its eval.group_by value} for the config's eval split, to
-    split pass@1 by kind in eval files written before eval.group_by existed
-    (from their per_problem_correct); {} when --set touches the task."""
+def eval_examples(args) -> tuple[str, dict[str, object]]:
+    """(eval.group_by, {problem id: Example} of the config's eval split), to
+    split pass@1 by kind in eval files written before group_by existed, from
+    their per_problem_correct; ("", {}) when --set touches the task."""
     import importlib.util
 
     from vpd_jax.components import build_task
 
     if any(kv.startswith(("task.", "eval.group_by")) for kv in args.set):
-        return {}
+        return "", {}
     spec = importlib.util.spec_from_file_location("compare_config", os.path.join(ROOT, args.config))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     cfg = mod.get_config()
     key = cfg.eval.get("group_by", "")
-    if not key:
-        return {}
-    return {ex.id: str(ex.metadata[key]) for ex in build_task(cfg).eval if ex.metadata.get(key) is not None}
+    return (key, {ex.id: ex for ex in build_task(cfg).eval}) if key else ("", {})
 
 
-def with_groups(curve: dict[int, dict], groups_fn) -> dict[int, dict]:
-    """The curve with pass@1/<kind> filled in where an eval file lacks it."""
+def with_groups(curve: dict[int, dict], examples_fn) -> dict[int, dict]:
+    """The curve with pass@1/<kind> filled in where an eval file lacks it,
+    by evaluate.grouped_pass_at_1 over the per-problem correct counts."""
+    import numpy as np
+
+    from vpd_jax.evaluate import grouped_pass_at_1
+
     out = {}
     for step, e in curve.items():
         if e and not any(k.startswith("pass@1/") for k in e) and "per_problem_correct" in e:
-            groups = groups_fn()
+            key, examples = examples_fn()
             n = e.get("num_samples", 1)
-            by: dict[str, list[float]] = {}
-            for pid, c in e["per_problem_correct"].items():
-                if pid in groups:
-                    by.setdefault(groups[pid], []).append(c / n)
-            e = {**e, **{f"pass@1/{g}": sum(v) / len(v) for g, v in sorted(by.items())}}
+            known = [(examples[pid], c) for pid, c in e["per_problem_correct"].items() if pid in examples]
+            correct = np.array([[j < c for j in range(n)] for _, c in known], bool).reshape(len(known), n)  # [P, n]
+            e = {**e, **grouped_pass_at_1(correct, [ex for ex, _ in known], key)}
         out[step] = e
     return out
 
@@ -128,7 +129,7 @@ def summarize(args) -> dict:
     algs, seeds = args.algorithms.split(","), [int(s) for s in args.seeds.split(",")]
     summary: dict = {"config": args.config, "steps": args.steps, "overrides": args.set, "runs": {}}
     cache: dict = {}
-    groups_fn = lambda: cache.setdefault("groups", eval_groups(args))  # loads the task once, only if needed
+    examples_fn = lambda: cache.setdefault("examples", eval_examples(args))  # loads the task once, only if needed
     for seed in seeds:
         base = None
         for alg in algs:  # the first run of the seed holds the step-0 eval
@@ -140,7 +141,7 @@ def summarize(args) -> dict:
             dest = os.path.join(args.out, f"{alg}_s{seed}")
             if not os.path.exists(os.path.join(dest, "metrics.jsonl")):
                 continue
-            curve = with_groups(eval_curve(dest, base), groups_fn)
+            curve = with_groups(eval_curve(dest, base), examples_fn)
             rows = read_metrics(os.path.join(dest, "metrics.jsonl"))
             last = max(curve) if curve else None
             summary["runs"][f"{alg}_s{seed}"] = {

@@ -54,16 +54,22 @@ def test_summary_shares_the_base_eval_and_splits_pass_at_1_by_kind(compare, tmp_
 
 def test_with_groups_splits_old_eval_files_from_per_problem_correct(compare):
     old = {"pass@1": 0.5, "num_samples": 2, "per_problem_correct": {"a": 2, "b": 1, "c": 0, "d": 1}}
-    kinds = {"a": "combination", "b": "combination", "c": "template"}  # d: no kind, left out
-    curve = compare.with_groups({0: old, 4: {"pass@1": 0.1, "pass@1/template": 0.1}}, lambda: kinds)
+    class Ex:
+        def __init__(self, kind):
+            self.metadata = {"held_out": kind}
+
+    # d is not in the config's eval split: left out
+    examples = {"a": Ex("combination"), "b": Ex("combination"), "c": Ex("template")}
+    curve = compare.with_groups({0: old, 4: {"pass@1": 0.1, "pass@1/template": 0.1}}, lambda: ("held_out", examples))
     assert curve[0]["pass@1/combination"] == 0.75 and curve[0]["pass@1/template"] == 0.0
     assert curve[4] == {"pass@1": 0.1, "pass@1/template": 0.1}  # a file that has them is left alone
     assert "pass@1/combination" not in old  # the loaded file's dict is not changed in place
 
 
-def test_eval_groups_reads_the_demo_eval_split(compare):
+def test_eval_examples_reads_the_demo_eval_split(compare):
     args = argparse.Namespace(config="configs/demo.py", set=[])
-    groups = compare.eval_groups(args)
-    assert len(groups) == 48 and sorted(set(groups.values())) == ["combination", "template"]
-    assert list(groups.values()).count("template") == 16
-    assert compare.eval_groups(argparse.Namespace(config="configs/demo.py", set=["task.options.seed=1"])) == {}
+    key, examples = compare.eval_examples(args)
+    groups = [ex.metadata[key] for ex in examples.values()]
+    assert key == "held_out" and len(groups) == 48 and sorted(set(groups)) == ["combination", "template"]
+    assert groups.count("template") == 16
+    assert compare.eval_examples(argparse.Namespace(config="configs/demo.py", set=["task.options.seed=1"])) == ("", {})
