@@ -45,6 +45,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.rollout = ml_collections.ConfigDict()
     c.rollout.prompts_per_step = 8  # prompts per iteration (global, over all hosts)
     c.rollout.samples_per_prompt = 8  # G rollouts per prompt (the GRPO group)
+    # Group filtering (DAPO's dynamic sampling, at a fixed batch shape): sample
+    # oversample x prompts_per_step groups, train on the prompts_per_step whose
+    # rewards differ first (the rest at random). 1 = off: every sampled group trains.
+    c.rollout.oversample = 1
     c.rollout.max_prompt_tokens = 1024  # longer student prompts are refused with an error
     c.rollout.max_new_tokens = 512  # response budget
     c.rollout.temperature = 1.0

@@ -135,6 +135,8 @@ def test_bad_inputs_get_clear_errors(full_run, tmp_path, cache):
     assert p.returncode != 0 and "/does/not/exist" in p.stderr and "does not exist" in p.stderr
     p = _train(tmp_path / "c", env, "--config.feedback.server_address=127.0.0.1:9", check=False)
     assert p.returncode != 0 and "feedback server does not answer" in p.stderr
+    p = _train(tmp_path / "d", env, "--config.rollout.oversample=0", check=False)
+    assert p.returncode != 0 and "rollout.oversample=0" in p.stderr
     before = sorted(os.listdir(os.path.join(full_run, "checkpoints")))
     p = _train(full_run, env, "--config.model.overrides.num_layers=3", check=False)
     assert p.returncode != 0 and "another model" in p.stderr.lower()
@@ -164,6 +166,7 @@ def test_two_processes_train_and_checkpoint_together(tmp_path, cache):
         cmd = [PY, "launch/tpu_run.py", "--config", "configs/tiny.py", f"--config.workdir={tmp_path}",
                "--config.log.progress=False", "--config.total_steps=2", "--config.checkpoint.every=2",
                "--config.rollout.prompts_per_step=2", "--config.eval.every=0", "--config.task.max_eval_examples=2",
+               "--config.rollout.oversample=2",  # each host filters its own groups, renumbered into the global batch
                f"--config.distributed.coordinator_address=127.0.0.1:{port}",
                "--config.distributed.num_processes=2", f"--config.distributed.process_id={pid}",
                "--config.distributed.local_device_count=2", "--config.mesh.fsdp=-1"]
@@ -174,4 +177,4 @@ def test_two_processes_train_and_checkpoint_together(tmp_path, cache):
         assert p.returncode == 0, out[-4000:]
     assert "2" in os.listdir(tmp_path / "checkpoints")
     rows = _rows(tmp_path)  # written by process 0 only
-    assert sorted(rows) == [1, 2] and "m/m_loss" in rows[2]
+    assert sorted(rows) == [1, 2] and "m/m_loss" in rows[2] and "filter/frac_groups_mixed" in rows[2]

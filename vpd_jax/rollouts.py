@@ -98,6 +98,24 @@ def to_rows(rollouts: Sequence[Rollout]) -> list[Row]:
                 trained=r.grade.get("verdict") != "grading_error") for r in rollouts]
 
 
+def select_groups(group_rewards: Sequence[Sequence[float]], keep: int, rng: np.random.Generator) -> list[int]:
+    """Indices (ascending) of the `keep` groups to train on: groups whose
+    rewards differ come first, ties in random order.
+
+    Why: a group whose rollouts all pass or all fail gives GRPO no advantage
+    and VPD's teacher no successful sibling beside a failure; with rollouts
+    cheaper than updates, sampling more groups and training on the
+    informative ones buys signal per update (DAPO's dynamic sampling, here
+    filling up with uninformative groups so the batch shape never changes).
+    """
+    if not 0 < keep <= len(group_rewards):
+        raise ValueError(f"keep={keep} groups of {len(group_rewards)}")
+    mixed = np.array([max(g) - min(g) > 1e-6 for g in group_rewards])  # [P]
+    order = rng.permutation(len(group_rewards))
+    order = order[np.argsort(~mixed[order], kind="stable")]  # mixed first, random within each kind
+    return sorted(int(i) for i in order[:keep])
+
+
 def rollout_stats(rollouts: Sequence[Rollout]) -> dict:
     """Host-side metrics of one batch of rollouts."""
     rewards = np.array([r.reward for r in rollouts])

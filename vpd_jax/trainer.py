@@ -75,6 +75,9 @@ class Trainer:
             raise components.ConfigError(f"rollout.prompts_per_step={cfg.rollout.prompts_per_step} must be a "
                                          f"multiple of the {n_proc} processes")
         self.local_prompts = cfg.rollout.prompts_per_step // n_proc
+        if not isinstance(cfg.rollout.oversample, int) or cfg.rollout.oversample < 1:
+            raise components.ConfigError(f"rollout.oversample={cfg.rollout.oversample!r} must be an integer >= 1 "
+                                         "(1 = train on every sampled group)")
         self.feedback_cfg = feedback_config(cfg)
         self.steps = make_steps(model.config, train_config(cfg), mesh)
         self.sampler = RolloutSampler(model.config, self.tokenizer, mesh, cfg.rollout)
@@ -130,21 +133,30 @@ class Trainer:
         cfg, timings = self.cfg, {}
         key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), step)
         k_sample, k_crit = jax.random.split(key)
-        examples = self.data.next_batch()
+        examples = [ex for _ in range(cfg.rollout.oversample) for ex in self.data.next_batch()]
         with phase_timer(timings, "rollout"):
             prompt_ids = rollouts.student_prompts(self.task, self.tokenizer, examples, cfg.rollout.max_prompt_tokens)
             sampled = self.sampler.sample(self.state.params, prompt_ids, k_sample, cfg.rollout.samples_per_prompt)
         with phase_timer(timings, "grading"):
             repeated = [examples[s["prompt_index"]] for s in sampled]
             grades = self.grade(repeated, [s["text"] for s in sampled])
-        offset = jax.process_index() * self.local_prompts
-        rolls = [rollouts.Rollout(example=ex, group=offset + s["prompt_index"], prompt_ids=prompt_ids[s["prompt_index"]],
+        rolls = [rollouts.Rollout(example=ex, group=s["prompt_index"], prompt_ids=prompt_ids[s["prompt_index"]],
                                   response_ids=s["response_ids"], text=s["text"], logprobs=s["logprobs"],
                                   finish=s["finish"], grade=g) for ex, s, g in zip(repeated, sampled, grades)]
+        metrics = rollouts.rollout_stats(rolls)  # everything sampled: the policy's own numbers
+        if cfg.rollout.oversample > 1:
+            by_group = [[r.reward for r in rolls if r.group == i] for i in range(len(examples))]
+            kept = rollouts.select_groups(by_group, self.local_prompts, np.random.default_rng([cfg.seed, step, 1]))
+            rolls = [r for r in rolls if r.group in set(kept)]
+            metrics["filter/frac_groups_mixed"] = rollouts.rollout_stats(rolls)["frac_groups_mixed"]
+        # global group ids, numbered 0..local_prompts-1 on each host after any filtering
+        offset, renumber = jax.process_index() * self.local_prompts, {}
+        for r in rolls:
+            r.group = offset + renumber.setdefault(r.group, len(renumber))
         with phase_timer(timings, "contexts"):
             if cfg.algorithm != "grpo":
                 self._contexts(rolls, step, k_crit)
-        metrics = rollouts.rollout_stats(rolls)
+        metrics["frac_with_context"] = rollouts.rollout_stats(rolls)["frac_with_context"]
         batch = self._pack(rollouts.to_rows(rolls))
         if cfg.algorithm == "grpo":
             with phase_timer(timings, "grpo_step"):
