@@ -286,8 +286,11 @@ def ref_losses(xp, s_logits, t_logits, batch, tc, delta, sg=lambda x: x):
     denom = rows.sum() * tc.response_budget if tc.dr_grpo else gmask.sum()
     grpo = -xp.sum(gmask * surr) / denom
     correct = pos * (z > 0) + neg * (z <= 0)
+    gap = xp.abs(lp_s - batch["old_logp"])  # [B, R] sampler/trainer mismatch per token
     return m, e, grpo, {"divergence": xp.sum(mask * d) / mask.sum(), "kl": kl_q,
-                        "bco_accuracy": correct.sum() / ctx.sum()}
+                        "bco_accuracy": correct.sum() / ctx.sum(),
+                        "m_logp_gap": xp.sum(mask * gap) / mask.sum(), "g_logp_gap": xp.sum(gmask * gap) / gmask.sum(),
+                        "is_clipped": xp.sum(mask * (w >= tc.importance_clip * (1 - 1e-6))) / mask.sum()}
 
 
 @pytest.fixture(scope="module")
@@ -319,7 +322,7 @@ def _step_losses(tc, params, batch, delta=0.2):
 def test_losses_match_numpy_from_forward_logits(params, ref_setup, dr_grpo):
     tc, batch, s_logits, t_logits = ref_setup
     tc = TrainConfig(**{**tc.__dict__, "dr_grpo": dr_grpo})
-    (m, mm), (e, em), (g, _) = jax.jit(lambda p, b: _step_losses(tc, p, b))(params, batch)
+    (m, mm), (e, em), (g, gm) = jax.jit(lambda p, b: _step_losses(tc, p, b))(params, batch)
     want_m, want_e, want_g, want = ref_losses(np, s_logits, t_logits, batch, tc, 0.2)
     np.testing.assert_allclose(float(m), want_m, rtol=2e-4, atol=1e-6)
     np.testing.assert_allclose(float(mm["divergence"]), want["divergence"], rtol=2e-4, atol=1e-6)
@@ -327,6 +330,11 @@ def test_losses_match_numpy_from_forward_logits(params, ref_setup, dr_grpo):
     np.testing.assert_allclose(float(em["kl"]), want["kl"], rtol=2e-4, atol=1e-6)
     np.testing.assert_allclose(float(em["bco_accuracy"]), want["bco_accuracy"], rtol=1e-6)
     np.testing.assert_allclose(float(g), want_g, rtol=2e-4, atol=1e-6)
+    # the mismatch diagnostics: |noise| ~ 0.24 per token, and some prefixes reach the clip
+    np.testing.assert_allclose(float(mm["logp_gap"]), want["m_logp_gap"], rtol=1e-4)
+    np.testing.assert_allclose(float(gm["logp_gap"]), want["g_logp_gap"], rtol=1e-4)
+    np.testing.assert_allclose(float(mm["is_clipped"]), want["is_clipped"], atol=0.02)  # a float32 boundary token may flip
+    assert 0.1 < float(mm["logp_gap"]) < 0.5 and 0.0 < float(mm["is_clipped"]) < 1.0
     # the weights are really off 1 and the KL really differs from the other direction
     assert abs(float(mm["m_loss"]) - float(mm["divergence"])) > 1e-3 * float(mm["divergence"])
     assert float(em["kl"]) > 1e-3

@@ -84,14 +84,17 @@ def m_loss(mc, tc: TrainConfig, params, ema, ref, batch, norms) -> tuple:
                                     tc.logit_chunk, grad_side="student")
     mask = batch["response_mask"] * batch["has_context"][:, None]  # [B, R] rollouts with a context
     weight = None
-    if "old_logp" in batch and tc.importance_clip > 0:  # rollouts from the sampler, not these exact weights
-        weight = losses.prefix_importance_weight(st["lp_s"], batch["old_logp"], mask, tc.importance_clip)
     n = norms["m_tokens"]
     kept = {}
+    if "old_logp" in batch:  # the sampler/trainer mismatch, measured where it is corrected
+        kept["logp_gap"] = _mean(jnp.abs(st["lp_s"] - batch["old_logp"]), mask, n)
+    if "old_logp" in batch and tc.importance_clip > 0:  # rollouts from the sampler, not these exact weights
+        weight = losses.prefix_importance_weight(st["lp_s"], batch["old_logp"], mask, tc.importance_clip)
+        kept["is_clipped"] = _mean((weight >= tc.importance_clip * (1.0 - 1e-6)).astype(jnp.float32), mask, n)
     if tc.m_gate == "agree":  # only rows the teacher ranks as their verdict does
         agree = losses.teacher_agrees(st["lp_t"], st["lp_s"], mask, batch["reward"])  # [B]
         rows = batch["has_context"] * batch["row_mask"]
-        kept = {"gate_kept": jnp.sum(rows * agree) / norms["n_ctx"]}
+        kept["gate_kept"] = jnp.sum(rows * agree) / norms["n_ctx"]
         weight = agree[:, None] * (1.0 if weight is None else weight)
     loss, metrics = losses.m_step_loss(st["div"], mask, n, weight)
     metrics.update(kept)
@@ -134,6 +137,8 @@ def g_loss(mc, tc: TrainConfig, params, ref, batch, norms) -> tuple:
                                      norms["g_denom"], st.get("lp_t"), tc.kl_coef, norms["tokens"])
     metrics.update(entropy=_mean(st["ent_s"], mask, norms["tokens"]),
                    student_logp=_mean(st["lp_s"], mask, norms["tokens"]))
+    if "old_logp" in batch:  # mean |log pi_theta - log pi_sampler| per token: the sampler/trainer mismatch
+        metrics["logp_gap"] = _mean(jnp.abs(st["lp_s"] - lp_old), mask, norms["tokens"])
     return loss, metrics
 
 
