@@ -85,19 +85,19 @@ def m_loss(mc, tc: TrainConfig, params, ema, ref, batch, norms) -> tuple:
     mask = batch["response_mask"] * batch["has_context"][:, None]  # [B, R] rollouts with a context
     weight = None
     n = norms["m_tokens"]
-    kept = {}
-    if "old_logp" in batch:  # the sampler/trainer mismatch, measured where it is corrected
-        kept["logp_gap"] = _mean(jnp.abs(st["lp_s"] - batch["old_logp"]), mask, n)
-    if "old_logp" in batch and tc.importance_clip > 0:  # rollouts from the sampler, not these exact weights
-        weight = losses.prefix_importance_weight(st["lp_s"], batch["old_logp"], mask, tc.importance_clip)
-        kept["is_clipped"] = _mean((weight >= tc.importance_clip * (1.0 - 1e-6)).astype(jnp.float32), mask, n)
+    extra = {}
+    if "old_logp" in batch:  # rollouts from the sampler, not these exact weights
+        extra["logp_gap"] = _mean(jnp.abs(st["lp_s"] - batch["old_logp"]), mask, n)  # the mismatch, where it is corrected
+        if tc.importance_clip > 0:
+            weight = losses.prefix_importance_weight(st["lp_s"], batch["old_logp"], mask, tc.importance_clip)
+            extra["is_clipped"] = _mean((weight >= tc.importance_clip * (1.0 - 1e-6)).astype(jnp.float32), mask, n)
     if tc.m_gate == "agree":  # only rows the teacher ranks as their verdict does
         agree = losses.teacher_agrees(st["lp_t"], st["lp_s"], mask, batch["reward"])  # [B]
         rows = batch["has_context"] * batch["row_mask"]
-        kept["gate_kept"] = jnp.sum(rows * agree) / norms["n_ctx"]
+        extra["gate_kept"] = jnp.sum(rows * agree) / norms["n_ctx"]
         weight = agree[:, None] * (1.0 if weight is None else weight)
     loss, metrics = losses.m_step_loss(st["div"], mask, n, weight)
-    metrics.update(kept)
+    metrics.update(extra)
     metrics.update(entropy=_mean(st["ent_s"], mask, n), teacher_entropy=_mean(st["ent_t"], mask, n),
                    student_logp=_mean(st["lp_s"], mask, n), teacher_logp=_mean(st["lp_t"], mask, n))
     return loss, metrics
