@@ -1,0 +1,107 @@
+"""The ceiling a decode step cannot beat on this machine: its weight products alone.
+
+    python benchmarks/decode_roofline.py [--preset smollm2-135m] [--batch 16] [--reps 20]
+
+One decode step of a batch of B rows multiplies a [B, D] activation by every
+weight matrix of the model once (per layer: q, k, v, o, gate, up, down; then
+the LM head). This times exactly those products, as one jitted program per
+dtype with nothing else in it (no attention, cache or sampling; one RMS
+scale per layer keeps the chain finite), and prints the implied upper bound
+on tokens/s, two ways:
+
+- chained: each layer's products read the previous layer's output, as in a
+  real decode step, so they run one after another (the bound a sampler
+  faces);
+- independent: the same products on fixed inputs, free to overlap: the
+  throughput of the products alone, an optimistic bound.
+
+`benchmarks/sampler.py` gives what the real sampler reaches; the ratio to
+the chained bound is the share left to win outside the products.
+bfloat16 rows multiply bfloat16 inputs with float32 accumulation
+(`preferred_element_type`), as the sampler's `weights="bfloat16"` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def weight_shapes(config) -> list[tuple[int, int]]:
+    """[in, out] of every product one decode step makes, in model order."""
+    d, f, hd = config.hidden_size, config.intermediate_size, config.head_dim
+    q, kv = config.num_heads * hd, config.num_kv_heads * hd
+    layer = [(d, q), (d, kv), (d, kv), (q, d), (d, f), (d, f), (f, d)]
+    return layer * config.num_layers + [(d, config.vocab_size)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="smollm2-135m")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--reps", type=int, default=20, help="timed calls per dtype; the best is kept")
+    ap.add_argument("--dtypes", default="float32,bfloat16")
+    args = ap.parse_args()
+    print(f"load average at start: {os.getloadavg()}  cpus: {os.cpu_count()}", flush=True)
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from vpd_jax.models import preset
+
+    config = preset(args.preset)
+    shapes = weight_shapes(config)
+    flops = sum(2 * args.batch * i * o for i, o in shapes)  # per decode step
+    print(f"{args.preset}: {len(shapes)} products per decode step, batch {args.batch}: "
+          f"{flops / 1e9:.2f} GFLOP per step; jax {jax.__version__} on {jax.default_backend()}")
+    rng = np.random.default_rng(0)
+    print(f"{'dtype':10} {'products':12} {'ms/step':>8} {'GFLOP/s':>8} {'tokens/s bound':>15}")
+    for name in args.dtypes.split(","):
+        dtype = jnp.dtype(name)
+        d, f = config.hidden_size, config.intermediate_size
+        q_w, kv_w = config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim
+        layers = [[jnp.asarray(rng.standard_normal(s, np.float32) / np.sqrt(s[0]), dtype)
+                   for s in ((d, q_w), (d, kv_w), (d, kv_w), (q_w, d), (d, f), (d, f), (f, d))]
+                  for _ in range(config.num_layers)]
+        head = jnp.asarray(rng.standard_normal((d, config.vocab_size), np.float32) / np.sqrt(d), dtype)
+        x = jnp.asarray(rng.standard_normal((args.batch, d), np.float32), jnp.float32)  # [B, D]
+
+        mm = lambda a, w: jnp.dot(a.astype(dtype), w, preferred_element_type=jnp.float32)
+
+        @jax.jit
+        def chained(layers, head, x):
+            keep = jnp.zeros((), jnp.float32)  # k and v feed attention, left out: summed so they run
+            for wq, wk, wv, wo, wg, wu, wd in layers:
+                q = mm(x, wq)  # [B, H*hd]
+                keep += jnp.sum(mm(x, wk)) + jnp.sum(mm(x, wv))
+                x = x + mm(q, wo)
+                x = x + mm(jax.nn.silu(mm(x, wg)) * mm(x, wu), wd)  # [B, D]
+                x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + 1e-5)
+            return mm(x, head), keep  # [B, V]
+
+        @jax.jit
+        def independent(layers, head, x):
+            wide = lambda n: jnp.tile(x, (1, -(-n // d)))[:, :n]  # [B, n]: a fixed input of any width
+            sums = [jnp.sum(mm(wide(w.shape[0]), w)) for layer in layers for w in layer]
+            return mm(x, head), jnp.stack(sums)
+
+        for label, fn in (("chained", chained), ("independent", independent)):
+            jax.block_until_ready(fn(layers, head, x))  # compile
+            best = float("inf")
+            for _ in range(args.reps):
+                t = time.perf_counter()
+                jax.block_until_ready(fn(layers, head, x))
+                best = min(best, time.perf_counter() - t)
+            print(f"{name:10} {label:12} {1e3 * best:8.1f} {flops / best / 1e9:8.1f} {args.batch / best:15.1f}",
+                  flush=True)
+    print(f"load average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
