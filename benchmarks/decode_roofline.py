@@ -62,14 +62,12 @@ def main():
           f"{flops / 1e9:.2f} GFLOP per step; jax {jax.__version__} on {jax.default_backend()}")
     rng = np.random.default_rng(0)
     print(f"{'dtype':10} {'products':12} {'ms/step':>8} {'GFLOP/s':>8} {'tokens/s bound':>15}")
+    d, per_layer = config.hidden_size, len(shapes[:-1]) // config.num_layers
     for name in args.dtypes.split(","):
         dtype = jnp.dtype(name)
-        d, f = config.hidden_size, config.intermediate_size
-        q_w, kv_w = config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim
-        layers = [[jnp.asarray(rng.standard_normal(s, np.float32) / np.sqrt(s[0]), dtype)
-                   for s in ((d, q_w), (d, kv_w), (d, kv_w), (q_w, d), (d, f), (d, f), (f, d))]
-                  for _ in range(config.num_layers)]
-        head = jnp.asarray(rng.standard_normal((d, config.vocab_size), np.float32) / np.sqrt(d), dtype)
+        weights = [jnp.asarray(rng.standard_normal(s, np.float32) / np.sqrt(s[0]), dtype) for s in shapes]
+        layers = [weights[i:i + per_layer] for i in range(0, len(weights) - 1, per_layer)]  # in weight_shapes' order
+        head = weights[-1]  # [D, V]
         x = jnp.asarray(rng.standard_normal((args.batch, d), np.float32), jnp.float32)  # [B, D]
 
         mm = lambda a, w: jnp.dot(a.astype(dtype), w, preferred_element_type=jnp.float32)
