@@ -29,10 +29,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from benchmarks import timing  # noqa: E402  (needs the repo root on sys.path)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 LOOP_STEPS = 32
@@ -103,12 +103,8 @@ def main():
 
         for label, fn, steps in (("chained", chained, 1), ("independent", independent, 1),
                                  ("in a loop", looped, LOOP_STEPS)):
-            jax.block_until_ready(fn(layers, head, x))  # compile
-            best = float("inf")
-            for _ in range(args.reps if steps == 1 else max(2, args.reps // 8)):
-                t = time.perf_counter()
-                jax.block_until_ready(fn(layers, head, x))
-                best = min(best, (time.perf_counter() - t) / steps)
+            best = timing.seconds(lambda: jax.block_until_ready(fn(layers, head, x)),
+                                  args.reps if steps == 1 else max(2, args.reps // 8), calls_per_fn=steps)
             print(f"{name:10} {label:12} {1e3 * best:8.1f} {flops / best / 1e9:8.1f} {args.batch / best:15.1f}",
                   flush=True)
     print(f"load average at end: {os.getloadavg()}")

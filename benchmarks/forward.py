@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import timing  # noqa: E402  (needs the repo root on sys.path)
 
 
 def _load() -> str:
@@ -27,13 +26,7 @@ def _load() -> str:
 
 def _time(fn, reps: int) -> float:
     """Median seconds of fn() after one warm-up call (compilation, allocation)."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return timing.seconds(fn, reps, reduce="median")
 
 
 def matmul_gflops(dtype: str, n: int = 2048, reps: int = 3) -> float:

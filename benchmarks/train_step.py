@@ -36,13 +36,13 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from benchmarks import timing  # noqa: E402  (needs the repo root on sys.path)
 
 
 def _peak_rss_mib() -> float:
@@ -50,13 +50,8 @@ def _peak_rss_mib() -> float:
 
 
 def _time(fn, iters: int) -> float:
-    """Median seconds of fn() over iters runs (fn blocks until the device is done)."""
-    times = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    """Median seconds of fn() over iters runs (fn blocks until the device is done; warmed up by the caller)."""
+    return timing.seconds(fn, iters, reduce="median", warmup=False)
 
 
 # Dense datasheet peaks in TFLOP/s by (GPU name fragment, compute dtype);
