@@ -27,6 +27,7 @@ def get_config():
     c.task.max_eval_examples = 4
     c.rollout.prompts_per_step = 2
     c.rollout.samples_per_prompt = 2
+    c.rollout.oversample = 1  # the demo filters groups; tests that need it set it themselves
     c.rollout.max_new_tokens = 24
     c.train.lr = 1e-3
     c.e_step_every = 2
