@@ -3,6 +3,7 @@ min vs median, per-call division, bad arguments."""
 
 import importlib.util
 import os
+import types
 
 import pytest
 
@@ -26,7 +27,7 @@ def fake_clock(monkeypatch, timing, durations):
         calls.append(d)
         now[0] += d
 
-    monkeypatch.setattr(timing.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))  # this module's clock only
     return fn, calls
 
 
