@@ -165,8 +165,67 @@ def summarize(args) -> dict:
                 "train_reward_mean": sum(r.get("reward_mean", 0.0) for r in rows if "reward_mean" in r)
                 / max(1, sum("reward_mean" in r for r in rows)),
                 "minutes": sum(r.get("time/iteration", 0.0) for r in rows) / 60,
+                # {step: {problem id: fraction of its samples correct}}, for paired_difference
+                "eval_per_problem": {s: {pid: c / max(1, e.get("num_samples", 1))
+                                         for pid, c in e["per_problem_correct"].items()}
+                                     for s, e in curve.items() if "per_problem_correct" in e},
             }
     return summary
+
+
+def paired_difference(a: dict, b: dict) -> dict | None:
+    """Mean difference (a - b) of per-problem pass fractions, pooled over the
+    seeds both have, with its standard error over the (seed, problem) cells.
+
+    Why paired: within a seed two runs share the warm start and the eval
+    problems, and problem difficulty is most of one eval's variance; it
+    cancels in the per-problem difference, so a gap too small for two
+    independent standard errors (~0.05 each at 96 samples) can still show.
+    The SE covers eval sampling and problems, not which seeds trained
+    well: the per-seed means show that spread, and with 3 seeds it is the
+    honest caveat. a, b: {seed: {problem id: fraction correct}}.
+    """
+    import numpy as np
+
+    diffs, per_seed = [], {}
+    for seed in sorted(set(a) & set(b)):
+        common = sorted(set(a[seed]) & set(b[seed]))
+        if common:
+            d = np.array([a[seed][p] - b[seed][p] for p in common], float)  # [P]
+            diffs.append(d)
+            per_seed[seed] = float(d.mean())
+    if not diffs:
+        return None
+    d = np.concatenate(diffs)  # [seeds x P]
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return {"mean": float(d.mean()), "se": se, "cells": int(len(d)), "per_seed": per_seed}
+
+
+def paired_rows(summary: dict) -> list[tuple[str, dict]]:
+    """(label, paired_difference) for each algorithm's gain (last eval - RL
+    start) and each pair of algorithms at the last eval step both reached."""
+    by_alg: dict = {}
+    for r in summary["runs"].values():
+        by_alg.setdefault(r["algorithm"], {})[r["seed"]] = {int(s): v for s, v in r.get("eval_per_problem", {}).items()}
+    out = []
+    for alg, seeds in by_alg.items():
+        last = {seed: c[max(c)] for seed, c in seeds.items() if c and 0 in c and max(c) > 0}
+        first = {seed: seeds[seed][0] for seed in last}
+        res = paired_difference(last, first)
+        if res:
+            out.append((f"{LABELS.get(alg, alg)}: last eval - RL start", res))
+    algs = list(by_alg)
+    for i, x in enumerate(algs):
+        for y in algs[i + 1:]:
+            a, b = {}, {}
+            for seed in set(by_alg[x]) & set(by_alg[y]):
+                steps = set(by_alg[x][seed]) & set(by_alg[y][seed]) - {0}
+                if steps:
+                    a[seed], b[seed] = by_alg[x][seed][max(steps)], by_alg[y][seed][max(steps)]
+            res = paired_difference(a, b)
+            if res:
+                out.append((f"{LABELS.get(x, x)} - {LABELS.get(y, y)}, last eval", res))
+    return out
 
 
 def table(summary: dict) -> str:
@@ -209,6 +268,13 @@ def table(summary: dict) -> str:
                 cells.append(f"{np.mean([c[0] for c in curves]):.3f} -> {np.mean([c[max(c)] for c in curves]):.3f}{part}"
                              if curves else "-")
             lines.append(f"| {LABELS.get(alg, alg)} | " + " | ".join(cells) + " |")
+    paired = paired_rows(summary)
+    if paired:  # same seeds, same problems: the differences the table above cannot resolve
+        lines += ["", "| paired comparison of pass@1 | mean difference | standard error (seeds x problems) "
+                  "| per seed |", "|---|---|---|---|"]
+        for label, res in paired:
+            seeds = ", ".join(f"{v:+.3f}" for _, v in sorted(res["per_seed"].items()))
+            lines.append(f"| {label} | {res['mean']:+.3f} | {res['se']:.3f} ({res['cells']} cells) | {seeds} |")
     return "\n".join(lines)
 
 

@@ -73,3 +73,32 @@ def test_eval_examples_reads_the_demo_eval_split(compare):
     assert key == "held_out" and len(groups) == 48 and sorted(set(groups)) == ["combination", "template"]
     assert groups.count("template") == 16
     assert compare.eval_examples(argparse.Namespace(config="configs/demo.py", set=["task.options.seed=1"])) == ("", {})
+
+
+def test_paired_difference_pools_seeds_and_problems(compare):
+    a = {0: {"p": 1.0, "q": 0.5, "r": 0.0}, 1: {"p": 0.5, "q": 0.5}, 2: {"p": 1.0}}
+    b = {0: {"p": 0.5, "q": 0.5, "r": 0.5}, 1: {"p": 0.0, "q": 1.0, "extra": 1.0}}
+    res = compare.paired_difference(a, b)
+    d = [0.5, 0.0, -0.5, 0.5, -0.5]  # seed 2 and problem "extra" are in one side only
+    mean = sum(d) / 5
+    se = (sum((x - mean) ** 2 for x in d) / 4) ** 0.5 / 5 ** 0.5
+    assert res["cells"] == 5
+    assert res["mean"] == pytest.approx(mean)
+    assert res["se"] == pytest.approx(se)
+    assert res["per_seed"] == pytest.approx({0: 0.0, 1: 0.0})
+    assert compare.paired_difference({0: {"p": 1.0}}, {1: {"p": 1.0}}) is None
+
+
+def test_table_reports_paired_gain_and_algorithm_gap(compare, tmp_path):
+    out = str(tmp_path)
+    base = {"pass@1": 0.25, "num_samples": 2, "per_problem_correct": {"p": 0, "q": 1}}
+    _run(out, "vpd_s0", {0: base, 4: {"pass@1": 0.75, "num_samples": 2, "per_problem_correct": {"p": 2, "q": 1}}},
+         [0.5])
+    _run(out, "grpo_s0", {4: {"pass@1": 0.5, "num_samples": 2, "per_problem_correct": {"p": 1, "q": 1}}}, [0.5])
+    args = argparse.Namespace(algorithms="vpd,grpo", seeds="0", out=out, config="configs/demo.py", steps=4,
+                              set=["task.x=1"])
+    rows = dict(compare.paired_rows(compare.summarize(args)))
+    assert rows["VPD: last eval - RL start"]["mean"] == pytest.approx(0.5)  # (1 - 0 + 0.5 - 0.5) / 2
+    assert rows["GRPO: last eval - RL start"]["mean"] == pytest.approx(0.25)  # the shared base eval
+    assert rows["VPD - GRPO, last eval"]["mean"] == pytest.approx(0.25)
+    assert "| VPD - GRPO, last eval | +0.250 |" in compare.table(compare.summarize(args))
