@@ -97,8 +97,9 @@ def test_table_reports_paired_gain_and_algorithm_gap(compare, tmp_path):
     _run(out, "grpo_s0", {4: {"pass@1": 0.5, "num_samples": 2, "per_problem_correct": {"p": 1, "q": 1}}}, [0.5])
     args = argparse.Namespace(algorithms="vpd,grpo", seeds="0", out=out, config="configs/demo.py", steps=4,
                               set=["task.x=1"])
-    rows = dict(compare.paired_rows(compare.summarize(args)))
+    summary = compare.summarize(args)
+    rows = dict(compare.paired_rows(summary))
     assert rows["VPD: last eval - RL start"]["mean"] == pytest.approx(0.5)  # (1 - 0 + 0.5 - 0.5) / 2
     assert rows["GRPO: last eval - RL start"]["mean"] == pytest.approx(0.25)  # the shared base eval
     assert rows["VPD - GRPO, last eval"]["mean"] == pytest.approx(0.25)
-    assert "| VPD - GRPO, last eval | +0.250 |" in compare.table(compare.summarize(args))
+    assert "| VPD - GRPO, last eval | +0.250 |" in compare.table(summary)
