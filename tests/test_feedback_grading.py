@@ -270,6 +270,24 @@ def test_long_fields_are_truncated(sandbox):
     assert "chars cut" in result["critique"]
 
 
+def test_grading_the_same_program_twice_gives_the_same_critique(sandbox):
+    """Each test runs in a fresh interpreter; with str hashing salted per
+    process a set's order (so the output, critique and even verdict) would
+    change from one grading to the next, and a seeded run would not repeat."""
+    words = stdin_problem("words", [("x\n", "apple banana cherry date elder fig\n")])
+    program = fenced("input()\nprint(*{'apple', 'banana', 'cherry', 'date', 'elder', 'fig'})")
+    critiques = {grade(words, program, limits=LIMITS, sandbox=sandbox)["critique"]
+                 for _ in range(3)}
+    assert len(critiques) == 1, critiques  # 6! orders: three salted runs agree with p ~ 2e-6
+
+
+def test_program_cannot_import_the_harness_from_its_directory(sandbox):
+    probe = fenced("try:\n    import _harness\n    print('imported')\n"
+                   "except ImportError:\n    print('3')\n")
+    result = grade(stdin_problem("probe", [("1 2\n", "3\n")]), probe, limits=LIMITS, sandbox=sandbox)
+    assert result["verdict"] == "accepted", result["critique"]
+
+
 def test_env_var_forces_fallback(monkeypatch):
     monkeypatch.setenv("VPD_SANDBOX", "fallback")
     assert sandbox_lib.detect_mode() == "fallback"

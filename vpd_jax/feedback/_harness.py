@@ -1,6 +1,7 @@
 """Runs one program on one test inside the sandbox (a fresh interpreter).
 
-This file is executed as a script (`python -I -S -B _harness.py`), never
+This file is executed as a script (`python -s -S -B _harness.py`, with
+PYTHONHASHSEED fixed by the parent's environment, which is why not -I), never
 imported by the package, so it uses the standard library only and starts in
 a few milliseconds. The parent passes:
 
@@ -304,6 +305,8 @@ def _run(job):
 
 
 def main():
+    if not getattr(sys.flags, "safe_path", False):
+        del sys.path[0]  # this script's directory: what -I's -P would drop
     job_fd, result_fd, started_fd = map(int, sys.argv[1:4])
     job = _read_job(job_fd)
     if job["cgroup_fd"] is not None:  # bwrap as root: the slot's pids cap

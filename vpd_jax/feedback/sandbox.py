@@ -326,15 +326,25 @@ class Sandbox:
             prefix += ["--info-fd", str(info_fd)]
         if seccomp_fd is not None:
             prefix += ["--seccomp", str(seccomp_fd)]
-        return prefix + [self._python, "-I", "-S", "-B", harness,
+        # Not -I: its -E would ignore PYTHONHASHSEED, and str/bytes hashing
+        # would then be salted per process, so a program that prints a set
+        # could get a different output, critique and even verdict each time
+        # it is graded, and a seeded run would not repeat. -E protects
+        # nothing here: the environment is ours alone (_env), never the
+        # user's; -s is -I's other part, and the harness drops its own
+        # directory from sys.path itself (-I's -P, on any Python version).
+        return prefix + [self._python, "-s", "-S", "-B", harness,
                          str(job_fd), str(res_fd), str(started_fd)]
 
     def _env(self, workdir: str | None) -> dict[str, str]:
         """A small, fixed environment; VPD_GRADER_PID names the grader that
-        owns a sandboxed process (for operators and leak checks)."""
+        owns a sandboxed process (for operators and leak checks);
+        PYTHONHASHSEED=0 makes set and dict-of-str orders, so verdicts and
+        critiques, the same on every grading of the same program."""
         home = workdir or "/tmp"
         return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
                 "HOME": home, "TMPDIR": home, "PYTHONIOENCODING": "utf-8",
+                "PYTHONHASHSEED": "0",
                 "VPD_GRADER_PID": str(os.getpid()),
                 "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                 "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
