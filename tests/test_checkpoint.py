@@ -251,6 +251,35 @@ def test_workdir_of_another_model_is_refused_untouched(tmp_path):
     assert tree_snapshot(tmp_path) == before
 
 
+def test_moved_weight_source_still_resumes_other_weights_do_not(tmp_path):
+    """The fingerprint's source is an absolute path (the demo's GGUF sits in
+    .venv): a moved checkout or a new venv must still resume; a different
+    file of the same name, or another model, must not."""
+    from vpd_jax.components import model_fingerprint, weights_identity
+    from vpd_jax.models import preset
+
+    config = preset("smollm2-135m")
+    for name, data in (("a", b"weights" * 100), ("b", b"weights" * 100), ("c", b"weights" * 101)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "m.gguf").write_bytes(data)
+    fp = lambda d: dict(model_fingerprint(config, str(tmp_path / d / "m.gguf")), algorithm="sft")
+    run = tmp_path / "run"
+    with Checkpointer(run, fingerprint=fp("a"), save_every=1, handle_sigterm=False) as ck:
+        ck.maybe_save(1, make_state(1))
+    with Checkpointer(run, fingerprint=fp("b"), save_every=1, handle_sigterm=False) as ck:
+        assert ck.restore_latest(abstract(make_state(0))).step == 1
+    with pytest.raises(CheckpointMismatchError, match="another model"):
+        Checkpointer(run, fingerprint=fp("c"), save_every=1, handle_sigterm=False)
+    other = dict(fp("b"), model=dict(fp("b")["model"], num_layers=3))
+    with pytest.raises(CheckpointMismatchError, match="another model"):
+        Checkpointer(run, fingerprint=other, save_every=1, handle_sigterm=False)
+    assert weights_identity(str(tmp_path / "a")) == {"name": "a", "files": 1, "bytes": 700}
+    # A fingerprint from before "weights" existed matches only exactly.
+    old = {k: v for k, v in fp("a").items() if k != "weights"}
+    assert ckpt_lib.same_model(old, old) and not ckpt_lib.same_model(old, fp("a"))
+    assert not ckpt_lib.same_model({k: v for k, v in fp("b").items() if k != "weights"}, old)
+
+
 def test_same_fingerprint_other_shapes_is_refused(tmp_path):
     save_steps(tmp_path, [1])
     before = tree_snapshot(tmp_path)

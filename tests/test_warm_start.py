@@ -89,7 +89,7 @@ def test_init_from_refuses_another_model_and_empty_dirs(setup, tmp_path):
     cfg = _cfg(tmp_path / "sft", steps=1)
     warm_start.run_warm_start(cfg, mesh, model, task, cfg.workdir)
     other = components.Model(model.config, model.params, model.tokenizer,
-                             dict(model.fingerprint, source="random:another"))
+                             components.model_fingerprint(model.config, "random:another"))
     with pytest.raises(components.ConfigError, match="not a warm start of this model"):
         warm_start.restore_params(cfg, mesh, other, cfg.workdir)
     with pytest.raises(components.ConfigError, match="no checkpoints/ there"):

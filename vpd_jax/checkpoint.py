@@ -225,6 +225,24 @@ def _gather_host_states(host: dict[str, Any]) -> list[dict[str, Any]]:
     return [json.loads(bytes(row[:n])) for row, n in zip(rows, lengths.reshape(-1))]
 
 
+def same_model(found: Any, expected: Mapping[str, Any]) -> bool:
+    """Whether a stored fingerprint describes this run's model.
+
+    A fingerprint's "source" says where the weights were loaded from (an
+    absolute path), "weights" what they were (file names and sizes): when
+    both fingerprints carry "weights", the source is left out of the match,
+    so a checkout or virtual environment that moved (the demo's GGUF lives
+    inside .venv) still resumes its runs and warm starts. Fingerprints
+    written before "weights" existed match only exactly, as they always did.
+    """
+    if not isinstance(found, Mapping):
+        return False
+    if "weights" in found and "weights" in expected:
+        strip = lambda fp: {k: v for k, v in fp.items() if k != "source"}
+        return strip(found) == strip(expected)
+    return dict(found) == dict(expected)
+
+
 class Checkpointer:
     """Saves every `save_every` steps and on preemption; restores the latest good one.
 
@@ -232,7 +250,8 @@ class Checkpointer:
       workdir: the run directory; checkpoints go to `<workdir>/checkpoints`.
       fingerprint: JSON-able description of the model (name, config summary)
         stored with every checkpoint; a workdir whose checkpoints carry a
-        different fingerprint is refused at construction.
+        different fingerprint is refused at construction (see same_model:
+        where the weights were loaded from may change, what they are may not).
       save_every: save when `step % save_every == 0`.
       max_to_keep: keep the newest N checkpoints (None keeps all).
       async_save: write in a background thread after the device->host copy.
@@ -268,7 +287,7 @@ class Checkpointer:
         self._existing = self._latest_meta()
         if self._existing is not None:
             step, meta = self._existing
-            if meta.get("fingerprint") != self.fingerprint:
+            if not same_model(meta.get("fingerprint"), self.fingerprint):
                 raise self._mismatch(
                     step, f"model fingerprint {meta.get('fingerprint')}", f"{self.fingerprint}"
                 )
@@ -507,7 +526,7 @@ class Checkpointer:
         self._checked_signature = True
 
     def _compare(self, step: int, meta: Mapping[str, Any], expected: dict[str, str]) -> None:
-        if meta.get("fingerprint") != self.fingerprint:
+        if not same_model(meta.get("fingerprint"), self.fingerprint):
             raise self._mismatch(step, f"model fingerprint {meta.get('fingerprint')}", f"{self.fingerprint}")
         found = meta.get("signature", {})
         if found != expected:

@@ -99,9 +99,23 @@ def model_fingerprint(model_config, source: str) -> dict:
     """What a checkpoint must match to be resumed, stored in each one (and
     what launch/export.py rebuilds the model from). Numerics settings
     (compute dtype, remat, attention kernel) may change between runs of one
-    model; shapes and the weight source may not."""
+    model; shapes and the weights may not. "source" is where the weights
+    were read (export finds the tokenizer there); "weights" is what they
+    are, matched instead of the path (checkpoint.same_model)."""
     shape = {k: v for k, v in model_config.to_json().items() if k not in ("compute_dtype", "remat", "attention")}
-    return {"source": source, "model": shape}
+    return {"source": source, "weights": weights_identity(source), "model": shape}
+
+
+def weights_identity(source: str) -> dict:
+    """Name and size of a weight source, independent of where it lies: a
+    file's name and bytes; a directory's name, file count and total bytes
+    (an HF directory, a launch/convert.py output); a random init's preset."""
+    if not os.path.exists(source):
+        return {"name": source}  # random:PRESET
+    if os.path.isfile(source):
+        return {"name": os.path.basename(source), "bytes": os.path.getsize(source)}
+    sizes = [os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(source) for f in files]
+    return {"name": os.path.basename(os.path.normpath(source)), "files": len(sizes), "bytes": sum(sizes)}
 
 
 def build_task(cfg: ml_collections.ConfigDict):
