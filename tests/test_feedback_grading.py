@@ -281,6 +281,31 @@ def test_grading_the_same_program_twice_gives_the_same_critique(sandbox):
     assert len(critiques) == 1, critiques  # 6! orders: three salted runs agree with p ~ 2e-6
 
 
+def test_object_addresses_repeat_between_gradings(sandbox):
+    """`print(map(...))` quotes an address in the critique; with address
+    randomisation it differed at every grading, and so did the teacher's
+    context of a seeded run."""
+    program = fenced("print(map(int, input().split()), object())")
+    critiques = {grade(ADD, program, limits=LIMITS, sandbox=sandbox)["critique"] for _ in range(3)}
+    assert len(critiques) == 1, critiques
+    assert "<map object at 0x" in critiques.pop()
+
+
+def test_fixed_addresses_is_per_thread_and_restored():
+    import ctypes
+    import threading
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    before, seen, go = libc.personality(0xFFFFFFFF), [], threading.Event()
+    other = threading.Thread(target=lambda: (go.wait(), seen.append(libc.personality(0xFFFFFFFF))))
+    other.start()  # a grading thread that exists already, as the server's pool does
+    with sandbox_lib.fixed_addresses():
+        assert libc.personality(0xFFFFFFFF) & 0x0040000
+        go.set()
+        other.join()
+    assert seen == [before] and libc.personality(0xFFFFFFFF) == before
+
+
 def test_program_cannot_import_the_harness_from_its_directory(sandbox):
     probe = fenced("try:\n    import _harness\n    print('imported')\n"
                    "except ImportError:\n    print('3')\n")

@@ -29,6 +29,8 @@ capped by RLIMIT_FSIZE, and nothing needs draining threads.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import marshal
 import os
@@ -48,6 +50,39 @@ HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                        "_harness.py")
 MODES = ("bwrap", "fallback")
 _STDERR_TAIL = 4096
+
+
+_ADDR_NO_RANDOMIZE = 0x0040000  # linux/personality.h
+_libc = None
+
+
+@contextlib.contextmanager
+def fixed_addresses():
+    """Children spawned by this thread inside the block run without address
+    space randomisation, so the same program prints the same object
+    addresses (`<map object at 0x7ffff75280d0>`, a weak policy's commonest
+    wrong answer) at every grading and a seeded run repeats; with them
+    random, critiques, the teacher's context and everything after differed
+    between two runs of one seed. personality(2) is per thread: other
+    threads' spawns are untouched, and the flag is restored on exit. ASLR
+    guards a process against memory-corruption exploits; a graded program
+    runs arbitrary Python already (ctypes included), so inside the sandbox
+    it protects nothing that seccomp, namespaces and limits do not. Where
+    personality() is unavailable, or a setuid bwrap clears the flag at
+    exec, addresses stay random: only reproducibility is lost."""
+    global _libc
+    try:
+        _libc = _libc or ctypes.CDLL(None, use_errno=True)
+        old = _libc.personality(0xFFFFFFFF)  # query
+    except (OSError, AttributeError):
+        old = -1
+    if old == -1 or old & _ADDR_NO_RANDOMIZE or _libc.personality(old | _ADDR_NO_RANDOMIZE) == -1:
+        yield
+        return
+    try:
+        yield
+    finally:
+        _libc.personality(old)
 
 
 class SandboxError(RuntimeError):
@@ -371,12 +406,13 @@ class Sandbox:
         if info_fd is not None:
             fds.append(info_fd)
         start = time.perf_counter()
-        proc = subprocess.Popen(
-            self._command(job_fd, res_fd, started_fd, seccomp_fd, info_fd),
-            stdin=f_in,
-            stdout=f_out, stderr=f_err, pass_fds=fds, cwd=workdir,
-            env=self._env(workdir), start_new_session=True,
-            **self._spawn_ids(slot))
+        with fixed_addresses():
+            proc = subprocess.Popen(
+                self._command(job_fd, res_fd, started_fd, seccomp_fd, info_fd),
+                stdin=f_in,
+                stdout=f_out, stderr=f_err, pass_fds=fds, cwd=workdir,
+                env=self._env(workdir), start_new_session=True,
+                **self._spawn_ids(slot))
         timed_out = False
         try:
             pidfd = os.pidfd_open(proc.pid)
