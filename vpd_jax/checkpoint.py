@@ -232,15 +232,18 @@ def same_model(found: Any, expected: Mapping[str, Any]) -> bool:
     absolute path), "weights" what they were (file names and sizes): when
     both fingerprints carry "weights", the source is left out of the match,
     so a checkout or virtual environment that moved (the demo's GGUF lives
-    inside .venv) still resumes its runs and warm starts. Fingerprints
-    written before "weights" existed match only exactly, as they always did.
+    inside .venv) still resumes its runs and warm starts. A fingerprint
+    written before "weights" existed is matched as it always was, on the
+    exact source path, so runs started before the change still resume.
     """
     if not isinstance(found, Mapping):
         return False
     if "weights" in found and "weights" in expected:
-        strip = lambda fp: {k: v for k, v in fp.items() if k != "source"}
-        return strip(found) == strip(expected)
-    return dict(found) == dict(expected)
+        drop = "source"
+    else:
+        drop = "weights"
+    strip = lambda fp: {k: v for k, v in fp.items() if k != drop}
+    return strip(found) == strip(expected)
 
 
 class Checkpointer:
