@@ -53,7 +53,6 @@ _STDERR_TAIL = 4096
 
 
 _ADDR_NO_RANDOMIZE = 0x0040000  # linux/personality.h
-_libc = None
 
 
 @contextlib.contextmanager
@@ -70,19 +69,18 @@ def fixed_addresses():
     it protects nothing that seccomp, namespaces and limits do not. Where
     personality() is unavailable, or a setuid bwrap clears the flag at
     exec, addresses stay random: only reproducibility is lost."""
-    global _libc
     try:
-        _libc = _libc or ctypes.CDLL(None, use_errno=True)
-        old = _libc.personality(0xFFFFFFFF)  # query
+        libc = ctypes.CDLL(None, use_errno=True)  # dlopen(NULL): the loaded libc, microseconds
+        old = libc.personality(0xFFFFFFFF)  # query
     except (OSError, AttributeError):
         old = -1
-    if old == -1 or old & _ADDR_NO_RANDOMIZE or _libc.personality(old | _ADDR_NO_RANDOMIZE) == -1:
-        yield
-        return
+    changed = (old != -1 and not old & _ADDR_NO_RANDOMIZE
+               and libc.personality(old | _ADDR_NO_RANDOMIZE) != -1)
     try:
         yield
     finally:
-        _libc.personality(old)
+        if changed:
+            libc.personality(old)
 
 
 class SandboxError(RuntimeError):
