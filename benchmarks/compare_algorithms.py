@@ -11,7 +11,10 @@ prompts x samples for every algorithm, with evals at step 0, every
 eval split (`eval.teacher`), which gives the teacher-vs-student diagnostic.
 The eval key depends on (seed, step) only, so the step-0 eval of the base
 model is the same for every algorithm of a seed: it runs once (in the first
-algorithm's run) and the others reuse it.
+algorithm's run) and the others reuse it. Likewise one warm start per seed:
+a run reuses any finished `<runs>/<alg>_s<seed>/warm_start`, so baselines
+added later to a VPD-only --runs/--out pair (`--algorithms sdpo,grpo`) train
+from the VPD runs' warm starts and share their base evals, with no copying.
 
 A run that passes --minutes is stopped with SIGTERM, which saves a
 checkpoint at the next step boundary; rerunning the script resumes it.
@@ -66,6 +69,32 @@ def run_one(alg: str, seed: int, args, at_start: bool, init_from: str = "") -> i
             rc = proc.wait()
     print(f"    exit {rc} after {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
     return rc
+
+
+def shared_warm_start(runs: str, alg: str, seed: int, algs: list[str]) -> str:
+    """A finished warm start of this seed that another run in --runs made
+    (the listed algorithms first, then any other, e.g. an earlier VPD-only
+    invocation), or "" when there is none and this run trains its own.
+    Every run of a seed trains the same SFT steps from the same seed, so
+    the copy is the warm start this run would make."""
+    order = [a for a in algs if a != alg] + sorted(
+        os.path.basename(d).rsplit("_s", 1)[0] for d in glob.glob(os.path.join(runs, f"*_s{seed}")))
+    for other in dict.fromkeys(order):
+        warm = os.path.join(runs, f"{other}_s{seed}", "warm_start")
+        if other != alg and os.path.isdir(os.path.join(warm, "checkpoints")):
+            return warm
+    return ""
+
+
+def base_eval(out: str, seed: int, algs: list[str]) -> dict | None:
+    """The step-0 eval of this seed's base model: a listed algorithm's
+    copy first, else any run's of the seed in --out (all are the same eval)."""
+    paths = [os.path.join(out, f"{a}_s{seed}", "eval_step_0.json") for a in algs]
+    paths += sorted(glob.glob(os.path.join(out, f"*_s{seed}", "eval_step_0.json")))
+    for p in paths:
+        if os.path.exists(p):
+            return json.load(open(p))
+    return None
 
 
 def collect(alg: str, seed: int, args) -> None:
@@ -131,12 +160,7 @@ def summarize(args) -> dict:
     cache: dict = {}
     examples_fn = lambda: cache.setdefault("examples", eval_examples(args))  # loads the task once, only if needed
     for seed in seeds:
-        base = None
-        for alg in algs:  # the first run of the seed holds the step-0 eval
-            p = os.path.join(args.out, f"{alg}_s{seed}", "eval_step_0.json")
-            if os.path.exists(p):
-                base = json.load(open(p))
-                break
+        base = base_eval(args.out, seed, algs)  # the run that made it holds the step-0 eval
         for alg in algs:
             dest = os.path.join(args.out, f"{alg}_s{seed}")
             if not os.path.exists(os.path.join(dest, "metrics.jsonl")):
@@ -330,9 +354,8 @@ def main():
                 # the base eval runs once per seed: in the first run, unless a
                 # run of this seed (e.g. an earlier invocation) already has it
                 have_base = glob.glob(os.path.join(args.out, f"*_s{seed}", "eval_step_0.json"))
-                # one warm start per seed: the first algorithm's run trains it
-                warm = os.path.join(args.runs, f"{algs[0]}_s{seed}", "warm_start")
-                shared = warm if i > 0 and os.path.isdir(os.path.join(warm, "checkpoints")) else ""
+                # one warm start per seed: the first run of the seed trains it
+                shared = shared_warm_start(args.runs, alg, seed, algs)
                 rc = run_one(alg, seed, args, at_start=(i == 0 and not have_base), init_from=shared)
                 if os.path.exists(os.path.join(args.runs, f"{alg}_s{seed}", "metrics.jsonl")):
                     collect(alg, seed, args)

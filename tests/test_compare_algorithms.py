@@ -103,3 +103,24 @@ def test_table_reports_paired_gain_and_algorithm_gap(compare, tmp_path):
     assert rows["GRPO: last eval - RL start"]["mean"] == pytest.approx(0.25)  # the shared base eval
     assert rows["VPD - GRPO, last eval"]["mean"] == pytest.approx(0.25)
     assert "| VPD - GRPO, last eval | +0.250 |" in compare.table(summary)
+
+
+def test_baselines_added_later_reuse_the_seeds_warm_start_and_base_eval(compare, tmp_path):
+    runs, out = str(tmp_path / "runs"), str(tmp_path / "out")
+    os.makedirs(os.path.join(runs, "vpd_s0", "warm_start", "checkpoints"))
+    os.makedirs(os.path.join(runs, "vpd_s1", "warm_start"))  # no checkpoints: not finished
+    os.makedirs(os.path.join(runs, "vpd_s10", "warm_start", "checkpoints"))
+    # an earlier VPD-only invocation made seed 0's warm start: SDPO and GRPO reuse it
+    assert compare.shared_warm_start(runs, "sdpo", 0, ["sdpo", "grpo"]) == os.path.join(runs, "vpd_s0", "warm_start")
+    assert compare.shared_warm_start(runs, "sdpo", 1, ["sdpo", "grpo"]) == ""  # s10 is not seed 1
+    assert compare.shared_warm_start(runs, "vpd", 0, ["vpd"]) == ""  # never its own
+    os.makedirs(os.path.join(runs, "sdpo_s0", "warm_start", "checkpoints"))
+    # a listed algorithm's warm start comes first
+    assert compare.shared_warm_start(runs, "grpo", 0, ["sdpo", "grpo"]) == os.path.join(runs, "sdpo_s0", "warm_start")
+    _run(out, "vpd_s0", {0: {"pass@1": 0.3, "teacher_pass@1": 0.35}, 4: {"pass@1": 0.5}}, [0.5])
+    _run(out, "sdpo_s0", {4: {"pass@1": 0.4}}, [0.2])
+    assert compare.base_eval(out, 0, ["sdpo"])["pass@1"] == 0.3 and compare.base_eval(out, 1, ["sdpo"]) is None
+    summary = compare.summarize(argparse.Namespace(algorithms="sdpo", seeds="0", config="configs/demo.py",
+                                                   steps=1, set=[], out=out))
+    sdpo = summary["runs"]["sdpo_s0"]
+    assert (sdpo["base_pass@1"], sdpo["final_pass@1"], sdpo["eval_teacher_pass@1"]) == (0.3, 0.4, {})
